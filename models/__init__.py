@@ -1,0 +1,29 @@
+"""What the data is: SQLModel tables, pydantic schemas and enums. No I/O here.
+
+Importing this package registers every table on SQLModel.metadata (Alembic and the tests rely on it).
+"""
+
+from models.audit import AuditChainHead, AuditEvent
+from models.documents import Document, DocumentVersion, Section
+from models.messages import SentMessage
+from models.organisations import Organisation
+from models.reviews import AccessLink, Comment, SignOff
+from models.rounds import ReviewTask, Round
+from models.users import Credential, User
+
+__all__ = [
+    "AccessLink",
+    "AuditChainHead",
+    "AuditEvent",
+    "Comment",
+    "Credential",
+    "Document",
+    "DocumentVersion",
+    "Organisation",
+    "ReviewTask",
+    "Round",
+    "Section",
+    "SentMessage",
+    "SignOff",
+    "User",
+]

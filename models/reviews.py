@@ -1,0 +1,145 @@
+"""What focal points do through their links: comments and sign-offs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from pydantic import field_validator
+from sqlmodel import Field, SQLModel
+
+from models.enums import CommentKind, CommentStatus, ContactRole, Decision
+from models.types import UTCDateTime, utcnow
+
+
+class AccessLink(SQLModel, table=True):
+    """One personal review link per contact of a task.
+
+    The emailed token is HMAC(secret_key, nonce); the database keeps the nonce and the token's SHA-256,
+    so a copy of the database alone opens no review page, and an invitation can be re-sent unchanged.
+    """
+
+    __tablename__ = "access_links"
+    __table_args__ = (sa.UniqueConstraint("task_id", "role"),)
+
+    id: str = Field(primary_key=True, max_length=32, description="Public link id written to the audit trail.")
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
+    round_id: int = Field(foreign_key="rounds.id", index=True)
+    role: ContactRole = Field(sa_type=sa.String(20))
+    email: str = Field(max_length=320)
+    name: str = Field(default="", max_length=300)
+    nonce: str = Field(max_length=64)
+    token_sha256: str = Field(max_length=64, unique=True, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    invitation_error: str | None = Field(
+        default=None, max_length=1000, description="Why the invitation could not be delivered (permanent)."
+    )
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CommentBase(SQLModel):
+    kind: CommentKind = Field(default=CommentKind.general, sa_type=sa.String(20))
+    paragraph: str | None = Field(default=None, max_length=40)
+    body: str = Field(min_length=1, max_length=20_000, sa_type=sa.Text)
+    proposed_wording: str | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
+
+    @field_validator("body")
+    @classmethod
+    def _body_not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("the comment is empty")
+        return value
+
+    @field_validator("paragraph", "proposed_wording")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+
+class CommentCreate(CommentBase):
+    section_id: int
+
+
+class CommentUpdate(CommentBase):
+    pass
+
+
+class Comment(CommentBase, table=True):
+    __tablename__ = "comments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    round_id: int = Field(foreign_key="rounds.id", index=True)
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
+    section_id: int = Field(foreign_key="sections.id")
+    status: CommentStatus = Field(default=CommentStatus.active, sa_type=sa.String(20))
+    revision: int = Field(default=1)
+    author_link_id: str = Field(foreign_key="access_links.id", max_length=32)
+    author_email: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CommentRead(CommentBase):
+    id: int
+    task_id: int
+    section_id: int
+    section_number: str
+    organisation_key: str
+    status: CommentStatus
+    revision: int
+    author_email: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SignOffBase(SQLModel):
+    decision: Decision = Field(sa_type=sa.String(30))
+    statement: str = Field(default="", max_length=10_000, sa_type=sa.Text)
+    signer_name: str = Field(min_length=2, max_length=300)
+    signer_title: str = Field(min_length=2, max_length=300)
+
+    @field_validator("signer_name", "signer_title", "statement")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+class SignOffCreate(SignOffBase):
+    submission_id: str = Field(
+        min_length=8, max_length=64, description="Form nonce; a repeated submission returns the first receipt."
+    )
+
+
+class SignOff(SignOffBase, table=True):
+    __tablename__ = "sign_offs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="review_tasks.id", unique=True)
+    round_id: int = Field(foreign_key="rounds.id", index=True)
+    link_id: str = Field(foreign_key="access_links.id", max_length=32)
+    signer_email: str = Field(max_length=320)
+    sections: list[dict[str, str]] = Field(
+        sa_type=sa.JSON, description="[{number, heading, sha256}] of the exact texts reviewed."
+    )
+    submission_id: str = Field(max_length=64)
+    signed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+    audit_seq: int
+
+
+class SignOffRead(SignOffBase):
+    id: int
+    round_id: int
+    task_id: int
+    organisation_key: str
+    organisation_name: str
+    link_id: str
+    signer_email: str
+    sections: list[dict[str, str]]
+    signed_at: datetime
+    audit_seq: int

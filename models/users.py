@@ -1,0 +1,59 @@
+"""People who sign in (coordinators, auditors, admins) and their credentials."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from models.contacts import EmailAddress
+from models.enums import Role
+from models.types import UTCDateTime, utcnow
+
+
+class CredentialKind(StrEnum):
+    api = "api"  # bearer token for the JSON API
+    console = "console"  # browser session cookie of the console
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True, index=True)
+    full_name: str = Field(default="", max_length=300)
+    role: Role = Field(sa_type=sa.String(20))
+    password_hash: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Credential(SQLModel, table=True):
+    """An API token or a console session; only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "credentials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    kind: CredentialKind = Field(sa_type=sa.String(10))
+    secret_sha256: str = Field(max_length=64, unique=True, index=True)
+    label: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class UserCreate(SQLModel):
+    email: EmailAddress
+    role: Role
+    full_name: str = ""
+    password: str | None = Field(default=None, min_length=10)
+
+
+class UserRead(SQLModel):
+    id: int
+    email: str
+    full_name: str
+    role: Role

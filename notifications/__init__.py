@@ -1,0 +1,42 @@
+"""How people are told: email templates and rendering, the SMTP port and adapter, and the dev mailbox.
+
+Imports models only; the service layer builds an SmtpConfig from Settings and owns the sent-message records.
+"""
+
+from notifications.mailbox import (
+    DevMailbox,
+    MailboxEntry,
+    MailboxMessage,
+    MaildirSink,
+    SinkServer,
+    parse_links,
+    serve_sink,
+    start_sink,
+)
+from notifications.memory import MemorySender
+from notifications.message import OutgoingEmail, build_message, message_id_for
+from notifications.rendering import RenderedEmail, render_email
+from notifications.sending import DeliveryError, DeliveryResult, EmailSender
+from notifications.smtp import SmtpConfig, SmtpSender
+
+__all__ = [
+    "DeliveryError",
+    "DeliveryResult",
+    "DevMailbox",
+    "EmailSender",
+    "MailboxEntry",
+    "MailboxMessage",
+    "MaildirSink",
+    "MemorySender",
+    "OutgoingEmail",
+    "RenderedEmail",
+    "SinkServer",
+    "SmtpConfig",
+    "SmtpSender",
+    "build_message",
+    "message_id_for",
+    "parse_links",
+    "render_email",
+    "serve_sink",
+    "start_sink",
+]

@@ -1,0 +1,66 @@
+"""The port every email goes through: a batch in, one result per email out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from notifications.message import OutgoingEmail
+
+MAX_ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    email: OutgoingEmail
+    ok: bool
+    # What went wrong, short enough to store next to the sent-message record; None when ok.
+    error: str | None = None
+    # True when the same email may succeed later (server busy, unreachable, 4xx); False when it was
+    # delivered or can never be (5xx, malformed address).
+    retryable: bool = False
+    smtp_code: int | None = None
+
+    @classmethod
+    def delivered(cls, email: OutgoingEmail) -> DeliveryResult:
+        return cls(email=email, ok=True)
+
+    @classmethod
+    def failed(
+        cls, email: OutgoingEmail, error: str, *, retryable: bool, smtp_code: int | None = None
+    ) -> DeliveryResult:
+        return cls(
+            email=email,
+            ok=False,
+            error=error[:MAX_ERROR_LENGTH],
+            retryable=retryable,
+            smtp_code=smtp_code,
+        )
+
+    def raise_for_failure(self) -> None:
+        if not self.ok:
+            raise DeliveryError(self.error or "delivery failed", retryable=self.retryable)
+
+
+class DeliveryError(Exception):
+    """For callers that turn a failed result into an exception (a Temporal activity retries on retryable)."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class EmailSender(Protocol):
+    async def send_many(self, emails: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+        """One result per email, in the same order; per-email failures are reported, never raised."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of connections; the sender may still be used afterwards and reconnects lazily."""
+        ...
+
+    async def send(self, email: OutgoingEmail) -> DeliveryResult:
+        [result] = await self.send_many([email])
+        return result

@@ -1,0 +1,195 @@
+"""The `roundtable` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.audit import Actor
+from models.enums import ActorKind, Role
+from models.users import UserCreate
+from services.settings import Settings, get_settings
+
+app = typer.Typer(help="Roundtable: consultation rounds with a verifiable record.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts of coordinators, auditors and admins.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+
+CLI_ACTOR = Actor(kind=ActorKind.system, id="cli")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def dev(
+    demo: Annotated[bool, typer.Option(help="Load the demo registry, draft and round into an empty database.")] = False,
+    port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+) -> None:
+    """Run the whole embedded stack under ./.roundtable/: Temporal, worker, web app, dev mailbox."""
+    from services.devstack import run_dev_stack
+
+    sys.exit(run_dev_stack(demo=demo, port=port))
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+) -> None:
+    """Serve the web app and the JSON API."""
+    import uvicorn
+
+    settings = get_settings()
+    settings.check_production_ready()
+    uvicorn.run(
+        "services.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Run the round schedulers and their activities (Temporal worker)."""
+    from workflows.worker import run_worker
+
+    _logging()
+    settings = get_settings()
+    settings.check_production_ready()
+    try:
+        asyncio.run(run_worker(settings))
+    except KeyboardInterrupt:
+        pass
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the schema migrations to ROUNDTABLE_DATABASE_URL."""
+    from services.migrate import upgrade
+
+    settings = get_settings()
+    asyncio.run(upgrade(settings.database_url, revision))
+    typer.echo(f"database at {_safe_url(settings)} is at revision {revision}")
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The person's email; also the sign-in name.")],
+    role: Annotated[Role, typer.Option(help="coordinator, auditor or admin.")],
+    name: Annotated[str, typer.Option(help="Full name.")] = "",
+    password: Annotated[
+        bool, typer.Option("--password/--no-password", help="Ask for a console password.")
+    ] = False,
+) -> None:
+    """Create an account; its API token is printed as the last line (and never shown again)."""
+    from services import users
+    from services.db import Database
+
+    secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    data = UserCreate(email=email, role=role, full_name=name, password=secret)
+
+    async def create() -> str:
+        database = Database(get_settings().database_url)
+        try:
+            async with database.write_session() as session:
+                user, token = await users.create_user(session, data=data, actor=CLI_ACTOR)
+        finally:
+            await database.dispose()
+        typer.echo(f"created {user.role} {user.email} (id {user.id}); API token:", err=True)
+        return token
+
+    typer.echo(_run_domain(create()))
+
+
+@users_app.command("token")
+def users_token(email: Annotated[str, typer.Option(help="Whose token.")]) -> None:
+    """Issue another API token for an account; printed as the last line."""
+    from services import users
+    from services.db import Database
+
+    async def issue() -> str:
+        database = Database(get_settings().database_url)
+        try:
+            async with database.write_session() as session:
+                return await users.issue_api_token(session, email=email, label="cli", actor=CLI_ACTOR)
+        finally:
+            await database.dispose()
+
+    typer.echo(_run_domain(issue()))
+
+
+@audit_app.command("verify")
+def audit_verify(file: Annotated[Path, typer.Argument(help="A JSON Lines export of the audit trail.")]) -> None:
+    """Check the hash chain of an export; exit status 0 only if it is intact."""
+    from services.audit import verify_lines
+
+    if not file.is_file():
+        typer.echo(f"no such file: {file}", err=True)
+        raise typer.Exit(2)
+    with file.open("rb") as lines:
+        result = verify_lines(lines)
+    typer.echo(result.describe())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+) -> None:
+    """Write the whole audit trail from the database as JSON Lines."""
+    from services import audit
+    from services.db import Database
+
+    async def export() -> None:
+        database = Database(get_settings().database_url)
+        target = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            async with database.session() as session:
+                async for line in audit.export_lines(session):
+                    target.write(line)
+        finally:
+            if output:
+                target.close()
+            await database.dispose()
+
+    asyncio.run(export())
+
+
+def _run_domain(coroutine):  # type: ignore[no-untyped-def]
+    """Run a use case; a domain error is a message and exit status 1, not a traceback."""
+    from services.errors import DomainError
+
+    try:
+        return asyncio.run(coroutine)
+    except DomainError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

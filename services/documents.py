@@ -1,0 +1,275 @@
+"""Drafts under consultation: import a Markdown or Word file as a document, add revisions, read them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import PureWindowsPath
+
+from sqlalchemy.orm import defer
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.audit import Actor
+from models.documents import (
+    Document,
+    DocumentRead,
+    DocumentVersion,
+    DocumentVersionRead,
+    Section,
+    SectionRead,
+)
+from models.enums import ActorKind, DraftFormat
+from services import audit
+from services.drafts import ParsedDraft, parse_docx, parse_markdown
+from services.errors import InvalidInput, NotFound, PayloadTooLarge
+
+MAX_DRAFT_BYTES = 10 * 1024 * 1024
+MAX_TITLE_LENGTH = 500
+MAX_FILENAME_LENGTH = 300
+FORMATS_BY_EXTENSION = {
+    ".md": DraftFormat.markdown,
+    ".markdown": DraftFormat.markdown,
+    ".txt": DraftFormat.markdown,
+    ".docx": DraftFormat.docx,
+}
+
+
+async def create_document(
+    session: AsyncSession, *, title: str, filename: str, content: bytes, actor: Actor
+) -> DocumentRead:
+    """Import a draft as a new document with version 1. An empty title takes the draft's own `#` title."""
+    filename, source_format, draft = _read_draft(filename, content)
+    title = " ".join(title.split()) or draft.title
+    if not title:
+        raise InvalidInput(
+            "Give the document a title: the draft has no title heading ('# ' or Word 'Title')."
+        )
+    if len(title) > MAX_TITLE_LENGTH:
+        raise InvalidInput(f"The title is longer than {MAX_TITLE_LENGTH} characters.")
+
+    document = Document(title=title, created_by_id=_user_id(actor))
+    session.add(document)
+    await session.flush()
+    assert document.id is not None
+    version = await _add_version(
+        session, document_id=document.id, number=1, filename=filename, source_format=source_format,
+        content=content, draft=draft, actor=actor,
+    )  # fmt: skip
+    await audit.append(session, actor=actor, action="document.imported", data=_audit_data(version, filename))
+    (result,) = await _read_documents(session, [document])
+    await session.commit()
+    return result
+
+
+async def add_version(
+    session: AsyncSession, *, document_id: int, filename: str, content: bytes, actor: Actor
+) -> DocumentRead:
+    """Add a revised draft (for the next round) as the document's next version."""
+    filename, source_format, draft = _read_draft(filename, content)
+    # Locking the document serialises concurrent uploads of a revision (PostgreSQL; SQLite writes queue).
+    document = (
+        await session.exec(select(Document).where(Document.id == document_id).with_for_update())
+    ).one_or_none()
+    if document is None:
+        raise NotFound(f"Document {document_id} does not exist.")
+    latest = (
+        await session.exec(
+            select(func.max(DocumentVersion.number)).where(DocumentVersion.document_id == document_id)
+        )
+    ).one()
+    version = await _add_version(
+        session, document_id=document_id, number=(latest or 0) + 1, filename=filename,
+        source_format=source_format, content=content, draft=draft, actor=actor,
+    )  # fmt: skip
+    await audit.append(
+        session, actor=actor, action="document.version_added", data=_audit_data(version, filename)
+    )
+    (result,) = await _read_documents(session, [document])
+    await session.commit()
+    return result
+
+
+async def get_document(session: AsyncSession, *, document_id: int) -> DocumentRead:
+    document = await session.get(Document, document_id)
+    if document is None:
+        raise NotFound(f"Document {document_id} does not exist.")
+    return (await _read_documents(session, [document]))[0]
+
+
+async def list_documents(session: AsyncSession) -> list[DocumentRead]:
+    """Every document, newest first, each with its versions (oldest first) and their sections."""
+    documents = (
+        await session.exec(
+            select(Document).order_by(col(Document.created_at).desc(), col(Document.id).desc())
+        )
+    ).all()
+    return await _read_documents(session, documents)
+
+
+async def get_version(session: AsyncSession, *, version_id: int) -> DocumentVersionRead:
+    version = await session.get(DocumentVersion, version_id)
+    if version is None:
+        raise NotFound(f"Document version {version_id} does not exist.")
+    sections = await _section_summaries(session, [version_id])
+    return _version_read(version, sections[version_id])
+
+
+async def sections_of_version(session: AsyncSession, *, version_id: int) -> list[Section]:
+    """The full sections (text included) of a version, in document order."""
+    if await session.get(DocumentVersion, version_id) is None:
+        raise NotFound(f"Document version {version_id} does not exist.")
+    query = select(Section).where(Section.document_version_id == version_id).order_by(col(Section.position))
+    return list((await session.exec(query)).all())
+
+
+def _read_draft(filename: str, content: bytes) -> tuple[str, DraftFormat, ParsedDraft]:
+    """Check the upload and parse it, before anything is written."""
+    name = PureWindowsPath(filename.strip()).name  # browsers may send a full Windows path
+    if not name:
+        raise InvalidInput("The upload has no file name.")
+    if len(name) > MAX_FILENAME_LENGTH:
+        raise InvalidInput(f"The file name is longer than {MAX_FILENAME_LENGTH} characters.")
+    source_format = FORMATS_BY_EXTENSION.get(PureWindowsPath(name).suffix.lower())
+    if source_format is None:
+        accepted = ", ".join(FORMATS_BY_EXTENSION)
+        raise InvalidInput(f"'{name}' is not a draft this service can read: upload one of {accepted}.")
+    if len(content) > MAX_DRAFT_BYTES:
+        raise PayloadTooLarge(f"The file is larger than {MAX_DRAFT_BYTES // (1024 * 1024)} MB.")
+    if not content:
+        raise InvalidInput(f"'{name}' is empty.")
+    draft = parse_docx(content) if source_format is DraftFormat.docx else parse_markdown(_utf8(name, content))
+    if len(draft.title) > MAX_TITLE_LENGTH:
+        raise InvalidInput(f"The draft's title is longer than {MAX_TITLE_LENGTH} characters.")
+    return name, source_format, draft
+
+
+def _utf8(name: str, content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise InvalidInput(
+            f"'{name}' is not UTF-8 text (first bad byte on line {line}); save it with UTF-8 encoding."
+        ) from exc
+
+
+async def _add_version(
+    session: AsyncSession,
+    *,
+    document_id: int,
+    number: int,
+    filename: str,
+    source_format: DraftFormat,
+    content: bytes,
+    draft: ParsedDraft,
+    actor: Actor,
+) -> tuple[DocumentVersion, list[Section]]:
+    version = DocumentVersion(
+        document_id=document_id,
+        number=number,
+        source_filename=filename,
+        source_format=source_format,
+        source_sha256=hashlib.sha256(content).hexdigest(),
+        title=draft.title,
+        preamble=draft.preamble,
+        created_by_id=_user_id(actor),
+    )
+    session.add(version)
+    await session.flush()
+    assert version.id is not None
+    sections = [
+        Section(
+            document_version_id=version.id,
+            position=position,
+            number=parsed.number,
+            heading=parsed.heading,
+            text=parsed.text,
+            sha256=parsed.sha256,
+            paragraphs=list(parsed.paragraphs),
+        )
+        for position, parsed in enumerate(draft.sections, start=1)
+    ]
+    session.add_all(sections)
+    await session.flush()
+    return version, sections
+
+
+def _audit_data(written: tuple[DocumentVersion, list[Section]], filename: str) -> dict[str, object]:
+    version, sections = written
+    return {
+        "document_id": version.document_id,
+        "version_id": version.id,
+        "version": version.number,
+        "filename": filename,
+        "source_format": str(version.source_format),
+        "source_sha256": version.source_sha256,
+        "sections": [{"number": section.number, "sha256": section.sha256} for section in sections],
+    }
+
+
+def _user_id(actor: Actor) -> int | None:
+    """The signed-in user behind the action, recorded on the rows (the audit event names any actor)."""
+    if actor.kind == ActorKind.user and actor.id.isdigit():
+        return int(actor.id)
+    return None
+
+
+async def _read_documents(session: AsyncSession, documents: Sequence[Document]) -> list[DocumentRead]:
+    """Documents with versions and section summaries, in three queries whatever their number."""
+    if not documents:
+        return []
+    document_ids = [document.id for document in documents]
+    versions = (
+        await session.exec(
+            select(DocumentVersion)
+            .where(col(DocumentVersion.document_id).in_(document_ids))
+            .order_by(col(DocumentVersion.document_id), col(DocumentVersion.number))
+        )
+    ).all()
+    sections = await _section_summaries(session, [version.id for version in versions if version.id])
+    versions_by_document: dict[int, list[DocumentVersionRead]] = defaultdict(list)
+    for version in versions:
+        assert version.id is not None
+        versions_by_document[version.document_id].append(_version_read(version, sections[version.id]))
+    return [
+        DocumentRead(
+            id=document.id,
+            title=document.title,
+            created_at=document.created_at,
+            versions=versions_by_document[document.id],
+        )
+        for document in documents
+        if document.id is not None
+    ]
+
+
+async def _section_summaries(session: AsyncSession, version_ids: list[int]) -> dict[int, list[SectionRead]]:
+    """Section summaries by version, without loading the section texts."""
+    summaries: dict[int, list[SectionRead]] = defaultdict(list)
+    if not version_ids:
+        return summaries
+    query = (
+        select(Section)
+        .options(defer(Section.text))  # type: ignore[arg-type]
+        .where(col(Section.document_version_id).in_(version_ids))
+        .order_by(col(Section.document_version_id), col(Section.position))
+    )
+    for section in (await session.exec(query)).all():
+        summaries[section.document_version_id].append(SectionRead.model_validate(section))
+    return summaries
+
+
+def _version_read(version: DocumentVersion, sections: list[SectionRead]) -> DocumentVersionRead:
+    assert version.id is not None
+    return DocumentVersionRead(
+        id=version.id,
+        number=version.number,
+        source_filename=version.source_filename,
+        source_format=version.source_format,
+        source_sha256=version.source_sha256,
+        title=version.title,
+        created_at=version.created_at,
+        sections=sections,
+    )

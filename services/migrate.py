@@ -1,0 +1,37 @@
+"""Schema migrations (Alembic), callable from the CLI, the dev stack and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from services.db import Database
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str = "") -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision`, in one transaction where the database allows it."""
+    database = Database(url)
+
+    def run(connection: Connection) -> None:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    try:
+        async with database.write_engine.connect() as connection:
+            await connection.run_sync(run)
+            await connection.commit()
+    finally:
+        await database.dispose()

@@ -1,0 +1,280 @@
+"""Telling people: invitations in batches over reused SMTP connections, and the round-closed notice.
+
+Idempotent per message purpose: a link whose invitation is recorded as sent (or as permanently refused)
+is never emailed again, so a retried batch only sends what is still due. SMTP and the database are
+never held together: the batch is read, sent in chunks, and each chunk's results recorded in one
+transaction (a crash between the two can repeat at most one chunk, with the same Message-ID).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.audit import SYSTEM_ACTOR
+from models.documents import Section
+from models.enums import MessageKind, MessageStatus, RoundStatus, TaskStatus
+from models.messages import SentMessage
+from models.organisations import Organisation
+from models.reviews import AccessLink
+from models.rounds import ReviewTask
+from models.types import utcnow
+from notifications.message import MESSAGE_ID_DOMAIN, OutgoingEmail, message_id_for
+from notifications.rendering import render_email
+from notifications.smtp import DeliveryResult, EmailSender, SmtpConfig
+from services import audit, links, rounds
+from services.audit import NewEvent
+from services.db import Database
+from services.formatting import when_text
+from services.settings import Settings
+
+CHUNK = 50
+
+
+@dataclass
+class BatchOutcome:
+    sent: int = 0
+    refused: int = 0  # permanent failures, recorded and not retried
+    retry_later: int = 0  # transient failures, still due
+
+    def add(self, other: BatchOutcome) -> None:
+        self.sent += other.sent
+        self.refused += other.refused
+        self.retry_later += other.retry_later
+
+
+@dataclass(frozen=True)
+class _Invitation:
+    link_id: str
+    task_id: int
+    email: OutgoingEmail
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        tls=str(settings.smtp_tls),
+        connections=settings.smtp_connections,
+        mail_from=settings.mail_from,
+    )
+
+
+def _message_id(purpose: str, settings: Settings) -> str:
+    return message_id_for(purpose, urlsplit(settings.public_base_url).hostname or MESSAGE_ID_DOMAIN)
+
+
+def _sender_name(settings: Settings) -> str:
+    name, _address = parseaddr(settings.mail_from)
+    return name or "The consultation coordinator"
+
+
+async def send_due_invitations(
+    db: Database, sender: EmailSender, settings: Settings, *, round_id: int, limit: int
+) -> BatchOutcome:
+    """Send up to `limit` invitations that are due in an open round."""
+    async with db.session() as session:
+        invitations = await _due_invitations(session, settings, round_id=round_id, limit=limit)
+    outcome = BatchOutcome()
+    for start in range(0, len(invitations), CHUNK):
+        chunk = invitations[start : start + CHUNK]
+        results = await sender.send_many([invitation.email for invitation in chunk])
+        async with db.write_session() as session:
+            outcome.add(await _record_invitations(session, round_id, chunk, results))
+    return outcome
+
+
+async def _due_invitations(
+    session: AsyncSession, settings: Settings, *, round_id: int, limit: int
+) -> list[_Invitation]:
+    round_ = await rounds.get_round_row(session, round_id=round_id)
+    if round_.status != RoundStatus.open:
+        return []
+    rows = (
+        await session.exec(
+            select(AccessLink, ReviewTask, Organisation)
+            .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
+            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+            .where(
+                AccessLink.round_id == round_id,
+                col(AccessLink.invited_at).is_(None),
+                col(AccessLink.invitation_error).is_(None),
+                col(AccessLink.revoked_at).is_(None),
+            )
+            .order_by(col(AccessLink.task_id), col(AccessLink.role))
+            .limit(limit)
+        )
+    ).all()
+    sections = {
+        section.id: {"number": section.number, "heading": section.heading}
+        for section in await session.exec(
+            select(Section).where(Section.document_version_id == round_.document_version_id)
+        )
+    }
+    sender_name = _sender_name(settings)
+    invitations = []
+    for link, task, organisation in rows:
+        name = organisation.name_sq if organisation.language == "sq" and organisation.name_sq else None
+        rendered = render_email(
+            MessageKind.invitation,
+            organisation.language,
+            {
+                "round_title": round_.title,
+                "organisation_name": name or organisation.name_en,
+                "contact_name": link.name,
+                "contact_role": str(link.role),
+                "deadline_text": when_text(
+                    round_.deadline, timezone=settings.timezone, language=organisation.language
+                ),
+                "sections": [sections[section_id] for section_id in task.section_ids],
+                "link_url": links.review_url(settings.public_base_url, links.token_of(link, settings.secret_key)),
+                "sender_name": sender_name,
+            },
+        )
+        invitations.append(
+            _Invitation(
+                link_id=link.id,
+                task_id=task.id or 0,
+                email=OutgoingEmail.from_rendered(
+                    rendered,
+                    to_address=link.email,
+                    to_name=link.name,
+                    message_id=_message_id(f"invitation:{link.id}", settings),
+                ),
+            )
+        )
+    return invitations
+
+
+async def _record_invitations(
+    session: AsyncSession, round_id: int, chunk: list[_Invitation], results: list[DeliveryResult]
+) -> BatchOutcome:
+    outcome = BatchOutcome()
+    delivered = {invitation.link_id: (invitation, result) for invitation, result in zip(chunk, results, strict=True)}
+    link_rows = await session.exec(
+        select(AccessLink)
+        .where(col(AccessLink.id).in_(list(delivered)))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    now = utcnow()
+    events: list[NewEvent] = []
+    newly_invited_tasks: set[int] = set()
+    for link in link_rows:
+        invitation, result = delivered[link.id]
+        if link.invited_at is not None or link.invitation_error is not None:
+            continue  # recorded by an earlier attempt
+        if not result.ok and result.retryable:
+            outcome.retry_later += 1
+            continue
+        data: dict[str, Any] = {
+            "kind": str(MessageKind.invitation),
+            "link_id": link.id,
+            "to": link.email,
+            "message_id": invitation.email.message_id,
+        }
+        if result.ok:
+            link.invited_at = now
+            newly_invited_tasks.add(link.task_id)
+            outcome.sent += 1
+            events.append(NewEvent("email.sent", SYSTEM_ACTOR, round_id, link.task_id, data))
+        else:
+            link.invitation_error = (result.error or "refused")[:1000]
+            outcome.refused += 1
+            events.append(
+                NewEvent("email.failed", SYSTEM_ACTOR, round_id, link.task_id, {**data, "error": link.invitation_error})
+            )
+        session.add(link)
+        session.add(
+            SentMessage(
+                purpose_key=f"invitation:{link.id}",
+                kind=MessageKind.invitation,
+                round_id=round_id,
+                task_id=link.task_id,
+                link_id=link.id,
+                to_email=link.email,
+                subject=invitation.email.subject[:500],
+                message_id=invitation.email.message_id,
+                status=MessageStatus.sent if result.ok else MessageStatus.failed,
+                error=None if result.ok else link.invitation_error,
+                sent_at=now,
+            )
+        )
+    if newly_invited_tasks:
+        tasks = await session.exec(
+            select(ReviewTask).where(
+                col(ReviewTask.id).in_(sorted(newly_invited_tasks)), ReviewTask.status == TaskStatus.pending
+            )
+        )
+        for task in tasks:
+            task.status = TaskStatus.invited
+            task.invited_at = now
+            session.add(task)
+            events.append(NewEvent("task.invited", SYSTEM_ACTOR, round_id, task.id, {}))
+    await audit.append_many(session, events=events)
+    await session.commit()
+    return outcome
+
+
+async def send_round_closed_notice(
+    db: Database, sender: EmailSender, settings: Settings, *, round_id: int
+) -> BatchOutcome:
+    """Tell the coordinator who created the round that it has closed, once."""
+    purpose = f"round_closed:{round_id}"
+    async with db.session() as session:
+        if (await session.exec(select(SentMessage.id).where(SentMessage.purpose_key == purpose))).first():
+            return BatchOutcome()
+        summary = await rounds.closure_summary(session, round_id=round_id)
+    if summary.coordinator_email is None:
+        return BatchOutcome()
+    rendered = render_email(
+        MessageKind.round_closed,
+        "en",
+        {
+            "round_title": summary.title,
+            "closed_at_text": when_text(summary.closed_at, timezone=settings.timezone),
+            "reason": str(summary.reason),
+            "counts": summary.counts,
+            "decisions": summary.decisions,
+            "no_response": summary.no_response,
+            "objections": summary.objections,
+            "round_url": f"{settings.public_base_url}/console/rounds/{round_id}",
+        },
+    )
+    email = OutgoingEmail.from_rendered(
+        rendered, to_address=summary.coordinator_email, to_name="", message_id=_message_id(purpose, settings)
+    )
+    result = await sender.send(email)
+    if not result.ok and result.retryable:
+        return BatchOutcome(retry_later=1)
+    async with db.write_session() as session:
+        if (await session.exec(select(SentMessage.id).where(SentMessage.purpose_key == purpose))).first():
+            return BatchOutcome()
+        session.add(
+            SentMessage(
+                purpose_key=purpose,
+                kind=MessageKind.round_closed,
+                round_id=round_id,
+                to_email=email.to_address,
+                subject=email.subject[:500],
+                message_id=email.message_id,
+                status=MessageStatus.sent if result.ok else MessageStatus.failed,
+                error=None if result.ok else (result.error or "refused")[:1000],
+            )
+        )
+        await audit.append(
+            session,
+            actor=SYSTEM_ACTOR,
+            action="email.sent" if result.ok else "email.failed",
+            round_id=round_id,
+            data={"kind": str(MessageKind.round_closed), "to": email.to_address, "message_id": email.message_id},
+        )
+        await session.commit()
+    return BatchOutcome(sent=1) if result.ok else BatchOutcome(refused=1)

@@ -1,0 +1,77 @@
+"""The one Settings object: every knob is an environment variable with the ROUNDTABLE_ prefix."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "change-me-dev-secret-key-not-for-production"  # noqa: S105 - the refused default
+
+
+class Environment(StrEnum):
+    production = "production"
+    development = "development"
+    test = "test"
+
+
+class SmtpTls(StrEnum):
+    none = "none"
+    starttls = "starttls"
+    tls = "tls"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUNDTABLE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///.roundtable/roundtable.db",
+        description="SQLAlchemy URL; sqlite:///path (embedded) or postgresql://user@host/db (production).",
+    )
+    temporal_address: str = Field(default="127.0.0.1:7233", description="host:port of the Temporal frontend.")
+    temporal_namespace: str = Field(default="default", description="Temporal namespace the rounds run in.")
+    task_queue: str = Field(default="roundtable", description="Temporal task queue of the worker.")
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP relay host.")
+    smtp_port: int = Field(default=1025, description="SMTP relay port.")
+    smtp_username: str | None = Field(default=None, description="SMTP login; empty means no AUTH.")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_tls: SmtpTls = Field(default=SmtpTls.none, description="none, starttls or tls (implicit TLS).")
+    smtp_connections: int = Field(default=8, ge=1, le=64, description="SMTP connections a batch reuses.")
+    mail_from: str = Field(
+        default="Roundtable <roundtable@localhost>", description="From: header of every email."
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL in emailed links, without a trailing slash."
+    )
+    secret_key: str = Field(
+        default=DEFAULT_SECRET_KEY,
+        description="Signs review links and CSRF tokens. Rotating it invalidates every emailed link.",
+    )
+    environment: Environment = Field(default=Environment.production, description="production|development|test")
+    timezone: str = Field(default="UTC", description="IANA zone in which deadlines are shown to people.")
+    data_dir: str = Field(default=".roundtable", description="Run-time data of `roundtable dev`.")
+    invitation_batch_size: int = Field(default=200, ge=1, le=2000, description="Invitations per activity.")
+
+    @model_validator(mode="after")
+    def _normalise(self) -> Settings:
+        self.public_base_url = self.public_base_url.rstrip("/")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == Environment.production
+
+    def check_production_ready(self) -> None:
+        """Production refuses to start with the well-known default secret."""
+        if self.is_production and (self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32):
+            raise RuntimeError(
+                "ROUNDTABLE_SECRET_KEY is the default or shorter than 32 characters; "
+                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,158 @@
+"""Accounts of coordinators, auditors and admins: API tokens and console sign-in."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.audit import Actor
+from models.enums import ActorKind
+from models.types import utcnow
+from models.users import Credential, CredentialKind, User, UserCreate, UserRead
+from services import audit
+from services.errors import Conflict, NotFound, Unauthorized
+
+CONSOLE_SESSION_LIFETIME = timedelta(hours=12)
+TOKEN_PREFIX = {CredentialKind.api: "rt_", CredentialKind.console: "rts_"}
+
+_hasher = PasswordHasher()
+# Verifying against a real hash for unknown emails keeps sign-in timing from revealing which emails exist.
+_UNKNOWN_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request, as the web layer needs it."""
+
+    user_id: int
+    email: str
+    role: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind=ActorKind.user, id=str(self.user_id), email=self.email)
+
+
+def secret_sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _new_credential(user_id: int, kind: CredentialKind, label: str) -> tuple[Credential, str]:
+    secret = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32)
+    expires = utcnow() + CONSOLE_SESSION_LIFETIME if kind == CredentialKind.console else None
+    credential = Credential(
+        user_id=user_id, kind=kind, secret_sha256=secret_sha256(secret), label=label, expires_at=expires
+    )
+    return credential, secret
+
+
+async def create_user(session: AsyncSession, *, data: UserCreate, actor: Actor) -> tuple[UserRead, str]:
+    """Create an account and its first API token; the token is returned once and never stored."""
+    email = data.email.lower()
+    if (await session.exec(select(User).where(User.email == email))).first():
+        raise Conflict(f"a user with email {email} already exists")
+    user = User(
+        email=email,
+        role=data.role,
+        full_name=data.full_name,
+        password_hash=_hasher.hash(data.password) if data.password else None,
+    )
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(f"a user with email {email} already exists") from exc
+    assert user.id is not None
+    credential, token = _new_credential(user.id, CredentialKind.api, "created with the account")
+    session.add(credential)
+    await audit.append(
+        session,
+        actor=actor,
+        action="user.created",
+        data={"user_id": user.id, "email": email, "role": str(data.role)},
+    )
+    await session.commit()
+    return UserRead.model_validate(user, from_attributes=True), token
+
+
+async def issue_api_token(session: AsyncSession, *, email: str, label: str, actor: Actor) -> str:
+    user = await _active_user(session, email=email)
+    assert user.id is not None
+    credential, token = _new_credential(user.id, CredentialKind.api, label)
+    session.add(credential)
+    await audit.append(session, actor=actor, action="user.token_issued", data={"user_id": user.id})
+    await session.commit()
+    return token
+
+
+async def authenticate(session: AsyncSession, *, secret: str, kind: CredentialKind) -> Principal:
+    """The principal behind an API token or console session, or Unauthorized."""
+    now = utcnow()
+    row = (
+        await session.exec(
+            select(Credential, User)
+            .join(User, col(User.id) == Credential.user_id)
+            .where(Credential.secret_sha256 == secret_sha256(secret), Credential.kind == kind)
+        )
+    ).first()
+    if row is None:
+        raise Unauthorized("the token is not valid")
+    credential, user = row
+    if credential.revoked_at is not None or user.disabled_at is not None:
+        raise Unauthorized("the token has been revoked")
+    if credential.expires_at is not None and credential.expires_at <= now:
+        raise Unauthorized("the session has expired; sign in again")
+    assert user.id is not None
+    return Principal(user_id=user.id, email=user.email, role=str(user.role))
+
+
+async def sign_in(session: AsyncSession, *, email: str, password: str) -> tuple[Principal, str]:
+    """Check a password and open a console session; returns the session secret for the cookie."""
+    user = (await session.exec(select(User).where(User.email == email.strip().lower()))).first()
+    try:
+        _hasher.verify(user.password_hash if user and user.password_hash else _UNKNOWN_USER_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthorized("wrong email or password") from None
+    if user is None or user.password_hash is None or user.disabled_at is not None:
+        raise Unauthorized("wrong email or password")
+    assert user.id is not None
+    credential, secret = _new_credential(user.id, CredentialKind.console, "console sign-in")
+    session.add(credential)
+    principal = Principal(user_id=user.id, email=user.email, role=str(user.role))
+    await audit.append(session, actor=principal.actor, action="user.signed_in", data={"user_id": user.id})
+    await session.commit()
+    return principal, secret
+
+
+async def sign_out(session: AsyncSession, *, secret: str) -> None:
+    credential = (
+        await session.exec(select(Credential).where(Credential.secret_sha256 == secret_sha256(secret)))
+    ).first()
+    if credential is not None and credential.revoked_at is None:
+        credential.revoked_at = utcnow()
+        session.add(credential)
+        await session.commit()
+
+
+async def _active_user(session: AsyncSession, *, email: str) -> User:
+    user = (await session.exec(select(User).where(User.email == email.strip().lower()))).first()
+    if user is None or user.disabled_at is not None:
+        raise NotFound(f"no active user with email {email}")
+    return user
+
+
+async def count_users(session: AsyncSession) -> int:
+    return (await session.exec(select(func.count()).select_from(User))).one()
+
+
+async def user_exists(session: AsyncSession, *, email: str) -> bool:
+    return (await session.exec(select(User.id).where(User.email == email.strip().lower()))).first() is not None

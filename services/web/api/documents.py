@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile, status
+
+from models.documents import DocumentRead
+from services import documents
+from services.web.deps import Coordinator, ReadSession, Reader, WriteSession
+from services.web.uploads import read_upload
+
+router = APIRouter(prefix="/documents", tags=["drafts"])
+
+
+@router.post("", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
+async def upload_document(
+    session: WriteSession,
+    principal: Coordinator,
+    file: Annotated[UploadFile, File(description="The draft: Markdown (.md) or Word (.docx).")],
+    title: Annotated[str, Form(max_length=500)] = "",
+) -> DocumentRead:
+    """Import a draft; `##` headings become sections, numbered paragraphs keep their numbers."""
+    content = await read_upload(file)
+    return await documents.create_document(
+        session, title=title, filename=file.filename or "draft.md", content=content, actor=principal.actor
+    )
+
+
+@router.get("", response_model=list[DocumentRead])
+async def list_documents(session: ReadSession, _principal: Reader) -> list[DocumentRead]:
+    return await documents.list_documents(session)
+
+
+@router.get("/{document_id}", response_model=DocumentRead)
+async def get_document(session: ReadSession, _principal: Reader, document_id: int) -> DocumentRead:
+    return await documents.get_document(session, document_id=document_id)
+
+
+@router.post("/{document_id}/versions", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
+async def upload_revision(
+    session: WriteSession, principal: Coordinator, document_id: int, file: Annotated[UploadFile, File()]
+) -> DocumentRead:
+    """Add a revised draft (the text of a later round) as the document's next version."""
+    content = await read_upload(file)
+    return await documents.add_version(
+        session, document_id=document_id, filename=file.filename or "draft.md", content=content, actor=principal.actor
+    )

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile, status
+
+from models.enums import OrganisationKind
+from models.organisations import ImportResult, OrganisationCreate, OrganisationRead, OrganisationUpdate
+from services import organisations
+from services.web.deps import Coordinator, ReadSession, Reader, WriteSession
+from services.web.uploads import read_upload
+
+router = APIRouter(prefix="/organisations", tags=["registry"])
+
+
+@router.post("/import", response_model=ImportResult)
+async def import_registry(
+    session: WriteSession, principal: Coordinator, file: Annotated[UploadFile, File()]
+) -> ImportResult:
+    """Create or update organisations from a CSV file (matched by key); a file with bad rows imports nothing."""
+    content = await read_upload(file)
+    return await organisations.import_csv(session, content=content, actor=principal.actor)
+
+
+@router.get("", response_model=list[OrganisationRead])
+async def list_registry(
+    session: ReadSession, _principal: Reader, kind: OrganisationKind | None = None
+) -> list[OrganisationRead]:
+    return await organisations.list_organisations(session, kind=kind)
+
+
+@router.post("", response_model=OrganisationRead, status_code=status.HTTP_201_CREATED)
+async def create_organisation(
+    session: WriteSession, principal: Coordinator, data: OrganisationCreate
+) -> OrganisationRead:
+    return await organisations.create_organisation(session, data=data, actor=principal.actor)
+
+
+@router.get("/{key}", response_model=OrganisationRead)
+async def get_organisation(session: ReadSession, _principal: Reader, key: str) -> OrganisationRead:
+    return await organisations.get_organisation(session, key=key)
+
+
+@router.patch("/{key}", response_model=OrganisationRead)
+async def update_organisation(
+    session: WriteSession, principal: Coordinator, key: str, data: OrganisationUpdate
+) -> OrganisationRead:
+    return await organisations.update_organisation(session, key=key, data=data, actor=principal.actor)
+
+
+@router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT)
+async def archive_organisation(session: WriteSession, principal: Coordinator, key: str) -> None:
+    """Archive: the organisation leaves the registry's lists and new rounds; past rounds keep it."""
+    await organisations.archive_organisation(session, key=key, actor=principal.actor)

@@ -1,0 +1,84 @@
+"""The app factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from services.db import Database
+from services.formatting import when_text
+from services.settings import Settings, get_settings
+from services.web import errors
+from services.web.api import audit, documents, health, me, organisations, rounds
+from services.web.pages import review
+from services.web.state import AppState
+from workflows.client import Scheduler
+
+WEB_DIR = Path(__file__).parent
+
+
+def build_templates(settings: Settings) -> Jinja2Templates:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(WEB_DIR / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def when(moment: datetime | None, language: str = "en") -> str:
+        return when_text(moment, timezone=settings.timezone, language=language) if moment else ""
+
+    environment.filters["when"] = when
+    environment.filters["short_hash"] = lambda digest: f"{digest[:12]}…" if digest else ""
+    environment.filters["label"] = lambda value: str(value).replace("_", " ")
+    return Jinja2Templates(env=environment)
+
+
+def create_app(
+    settings: Settings | None = None, *, db: Database | None = None, scheduler: Scheduler | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    settings.check_production_ready()
+    state = AppState(
+        settings=settings,
+        db=db or Database(settings.database_url),
+        scheduler=scheduler or Scheduler(settings),
+        templates=build_templates(settings),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await state.db.dispose()
+
+    app = FastAPI(
+        title="Roundtable",
+        version="0.1.0",
+        description="Consultation rounds on draft strategies: registry, drafts, rounds, sign-offs, audit.",
+        lifespan=lifespan,
+    )
+    app.state.roundtable = state
+    errors.install(app)
+
+    api = APIRouter(prefix="/api/v1")
+    for module in (organisations, documents, rounds, audit, me):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    app.include_router(review.router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/console", status_code=307)
+
+    return app

@@ -1,0 +1,34 @@
+// Progressive enhancement only: every form works without this script.
+(function () {
+  // One click, one submission: the server also ignores a repeated sign-off, this just avoids the race.
+  document.querySelectorAll("form[data-once]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (form.dataset.sent) { event.preventDefault(); return; }
+      form.dataset.sent = "1";
+      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; b.textContent = "Recording…"; });
+    });
+  });
+  document.querySelectorAll("button[data-confirm]").forEach(function (button) {
+    button.addEventListener("click", function (event) {
+      if (!window.confirm(button.dataset.confirm)) { event.preventDefault(); }
+    });
+  });
+  // Clicking a paragraph number opens the comment form of its section with that paragraph chosen.
+  document.querySelectorAll(".para-number").forEach(function (number) {
+    number.setAttribute("role", "button");
+    number.setAttribute("tabindex", "0");
+    number.title = "Comment on paragraph " + number.textContent.trim();
+    function choose() {
+      var section = number.closest("[data-section-id]");
+      var details = section && section.querySelector("details.add-comment");
+      if (!details) { return; }
+      details.open = true;
+      var select = details.querySelector("[data-paragraph-select]");
+      if (select) { select.value = number.textContent.trim(); }
+      var body = details.querySelector("textarea[name=body]");
+      if (body) { body.focus(); }
+    }
+    number.addEventListener("click", choose);
+    number.addEventListener("keydown", function (e) { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(); } });
+  });
+})();

@@ -1,0 +1,127 @@
+"""Helpers the integration tests share: accounts, a restartable worker, a served app, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from models.audit import Actor
+from models.enums import ActorKind, Role
+from models.users import UserCreate
+from notifications.mailbox import DevMailbox, MailboxMessage
+from notifications.smtp import SmtpSender
+from services import users
+from services.db import Database
+from services.outreach import smtp_config
+from services.settings import Settings
+from workflows.worker import build_worker
+
+T = TypeVar("T")
+TEST_ACTOR = Actor(kind=ActorKind.system, id="test")
+
+
+async def create_account(db: Database, email: str, role: Role) -> dict[str, str]:
+    """An account and the Authorization header of its API token."""
+    async with db.write_session() as session:
+        _user, token = await users.create_user(session, data=UserCreate(email=email, role=role), actor=TEST_ACTOR)
+    return {"Authorization": f"Bearer {token}"}
+
+
+class WorkerHandle:
+    """A real worker on the test's task queue that can be stopped and started again mid-round."""
+
+    def __init__(self, client: Client, db: Database, settings: Settings) -> None:
+        self.client = client
+        self.db = db
+        self.settings = settings
+        self._worker: Worker | None = None
+        self._sender: SmtpSender | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._sender = SmtpSender(smtp_config(self.settings))
+        self._worker = build_worker(self.client, db=self.db, sender=self._sender, settings=self.settings)
+        self._task = asyncio.create_task(self._worker.run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.shutdown()
+            assert self._task is not None
+            await self._task
+            self._worker = None
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
+
+    async def __aenter__(self) -> WorkerHandle:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 60, every: float = 0.1
+) -> T:
+    """Poll until `accept(value)`; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not there after {timeout} s; last value: {value!r}")
+        await asyncio.sleep(every)
+
+
+def messages_to(mailbox: DevMailbox, address: str) -> list[MailboxMessage]:
+    return [mailbox.get(entry.key) for entry in mailbox.for_recipient(address)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServedApp:
+    """The web app served by uvicorn on a loopback port, in the test's event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> ServedApp:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        assert self._task is not None
+        await self._task
+
+
+def fixture_path(name: str) -> Path:
+    return Path(__file__).with_name("fixtures") / name

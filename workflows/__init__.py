@@ -1,0 +1,1 @@
+"""When things happen: the round scheduler workflow, its activities, the worker and the client gateway."""

@@ -1,0 +1,75 @@
+"""Thin, idempotent activities: each calls one service use case with the IDs it was given."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from notifications.smtp import EmailSender
+from services import outreach, rounds
+from services.db import Database
+from services.errors import NotFound
+from services.settings import Settings
+from workflows.payloads import RoundPlanResult, RoundRef, SendResult
+
+
+class RoundActivities:
+    def __init__(self, *, db: Database, sender: EmailSender, settings: Settings) -> None:
+        self.db = db
+        self.sender = sender
+        self.settings = settings
+
+    @activity.defn(name="open_round")
+    async def open_round(self, ref: RoundRef) -> int:
+        try:
+            async with self.db.write_session() as session:
+                return await rounds.open_round(session, round_id=ref.round_id, secret_key=self.settings.secret_key)
+        except NotFound as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from exc
+
+    @activity.defn(name="plan_round")
+    async def plan_round(self, ref: RoundRef) -> RoundPlanResult:
+        if ref.as_of is None:
+            raise ApplicationError("plan_round needs as_of", non_retryable=True)
+        try:
+            async with self.db.session() as session:
+                plan = await rounds.plan_round(session, round_id=ref.round_id, now=ref.as_of)
+        except NotFound as exc:
+            raise ApplicationError(str(exc), non_retryable=True) from exc
+        return RoundPlanResult(
+            status=str(plan.status),
+            deadline=plan.deadline,
+            invitations_due=plan.invitations_due,
+            open_tasks=plan.open_tasks,
+            close_reason=str(plan.close_reason) if plan.close_reason else None,
+        )
+
+    @activity.defn(name="send_invitations")
+    async def send_invitations(self, ref: RoundRef) -> SendResult:
+        outcome = await outreach.send_due_invitations(
+            self.db,
+            self.sender,
+            self.settings,
+            round_id=ref.round_id,
+            limit=self.settings.invitation_batch_size,
+        )
+        return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=outcome.retry_later)
+
+    @activity.defn(name="close_round")
+    async def close_round(self, ref: RoundRef) -> bool:
+        if ref.as_of is None:
+            raise ApplicationError("close_round needs as_of", non_retryable=True)
+        async with self.db.write_session() as session:
+            return await rounds.close_round(session, round_id=ref.round_id, now=ref.as_of)
+
+    @activity.defn(name="notify_round_closed")
+    async def notify_round_closed(self, ref: RoundRef) -> SendResult:
+        outcome = await outreach.send_round_closed_notice(
+            self.db, self.sender, self.settings, round_id=ref.round_id
+        )
+        if outcome.retry_later:
+            raise ApplicationError("the mail server did not accept the message; retrying")
+        return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=0)
+
+    def all(self) -> list[object]:
+        return [self.open_round, self.plan_round, self.send_invitations, self.close_round, self.notify_round_closed]
