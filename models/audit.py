@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.enums import ActorKind
-from models.types import UTCDateTime
+from models.types import UTCDateTime, enum_column
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = ("seq", "at", "actor", "action", "round_id", "task_id", "data", "prev_hash")
@@ -36,7 +36,7 @@ class AuditEvent(SQLModel, table=True):
 
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     at: datetime = Field(sa_type=UTCDateTime)
-    actor_kind: ActorKind = Field(sa_type=sa.String(10))
+    actor_kind: ActorKind = Field(sa_type=enum_column(ActorKind, 10))
     actor_id: str = Field(max_length=64)
     actor_email: str | None = Field(default=None, max_length=320)
     action: str = Field(max_length=64, index=True)

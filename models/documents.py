@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.enums import DraftFormat
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, enum_column, utcnow
 
 
 class Document(SQLModel, table=True):
@@ -28,7 +28,7 @@ class DocumentVersion(SQLModel, table=True):
     document_id: int = Field(foreign_key="documents.id", index=True)
     number: int = Field(description="1 for the first upload, 2 for the revised draft of round 2, ...")
     source_filename: str = Field(max_length=300)
-    source_format: DraftFormat = Field(sa_type=sa.String(20))
+    source_format: DraftFormat = Field(sa_type=enum_column(DraftFormat, 20))
     source_sha256: str = Field(max_length=64)
     title: str = Field(default="", max_length=500, description="The draft's own top heading, if any.")
     preamble: str = Field(default="", sa_type=sa.Text)

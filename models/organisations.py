@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
 from models.enums import Language, OrganisationKind
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, enum_column, utcnow
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,79}$"
 OrganisationKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
@@ -21,13 +21,13 @@ OrganisationKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
 class OrganisationBase(SQLModel):
     name_en: str = Field(min_length=1, max_length=300)
     name_sq: str = Field(default="", max_length=300)
-    kind: OrganisationKind = Field(sa_type=sa.String(30))
+    kind: OrganisationKind = Field(sa_type=enum_column(OrganisationKind, 30))
     focal_point_name: str = Field(default="", max_length=300)
     focal_point_email: EmailAddress = Field(max_length=320, sa_type=sa.String(320))
     alternate_name: str = Field(default="", max_length=300)
     alternate_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
     escalation_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
-    language: Language = Field(default=Language.sq, sa_type=sa.String(5))
+    language: Language = Field(default=Language.sq, sa_type=enum_column(Language, 5))
 
 
 class OrganisationCreate(OrganisationBase):

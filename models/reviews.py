@@ -9,7 +9,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from models.enums import CommentKind, CommentStatus, ContactRole, Decision
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, enum_column, utcnow
 
 
 class AccessLink(SQLModel, table=True):
@@ -25,7 +25,7 @@ class AccessLink(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32, description="Public link id written to the audit trail.")
     task_id: int = Field(foreign_key="review_tasks.id", index=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)
-    role: ContactRole = Field(sa_type=sa.String(20))
+    role: ContactRole = Field(sa_type=enum_column(ContactRole, 20))
     email: str = Field(max_length=320)
     name: str = Field(default="", max_length=300)
     nonce: str = Field(max_length=64)
@@ -39,7 +39,7 @@ class AccessLink(SQLModel, table=True):
 
 
 class CommentBase(SQLModel):
-    kind: CommentKind = Field(default=CommentKind.general, sa_type=sa.String(20))
+    kind: CommentKind = Field(default=CommentKind.general, sa_type=enum_column(CommentKind, 20))
     paragraph: str | None = Field(default=None, max_length=40)
     body: str = Field(min_length=1, max_length=20_000, sa_type=sa.Text)
     proposed_wording: str | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
@@ -75,7 +75,7 @@ class Comment(CommentBase, table=True):
     round_id: int = Field(foreign_key="rounds.id", index=True)
     task_id: int = Field(foreign_key="review_tasks.id", index=True)
     section_id: int = Field(foreign_key="sections.id")
-    status: CommentStatus = Field(default=CommentStatus.active, sa_type=sa.String(20))
+    status: CommentStatus = Field(default=CommentStatus.active, sa_type=enum_column(CommentStatus, 20))
     revision: int = Field(default=1)
     author_link_id: str = Field(foreign_key="access_links.id", max_length=32)
     author_email: str = Field(max_length=320)
@@ -97,7 +97,7 @@ class CommentRead(CommentBase):
 
 
 class SignOffBase(SQLModel):
-    decision: Decision = Field(sa_type=sa.String(30))
+    decision: Decision = Field(sa_type=enum_column(Decision, 30))
     statement: str = Field(default="", max_length=10_000, sa_type=sa.Text)
     signer_name: str = Field(min_length=2, max_length=300)
     signer_title: str = Field(min_length=2, max_length=300)

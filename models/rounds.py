@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.enums import CloseReason, Decision, OrganisationKind, RoundStatus, TaskStatus
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, enum_column, utcnow
 
 
 class Round(SQLModel, table=True):
@@ -19,12 +19,12 @@ class Round(SQLModel, table=True):
     title: str = Field(max_length=500)
     document_version_id: int = Field(foreign_key="document_versions.id", index=True)
     deadline: datetime = Field(sa_type=UTCDateTime)
-    status: RoundStatus = Field(default=RoundStatus.draft, sa_type=sa.String(20), index=True)
+    status: RoundStatus = Field(default=RoundStatus.draft, sa_type=enum_column(RoundStatus, 20), index=True)
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     launched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    close_reason: CloseReason | None = Field(default=None, sa_type=sa.String(20))
+    close_reason: CloseReason | None = Field(default=None, sa_type=enum_column(CloseReason, 20))
 
 
 class ReviewTask(SQLModel, table=True):
@@ -34,11 +34,11 @@ class ReviewTask(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)
     organisation_id: int = Field(foreign_key="organisations.id", index=True)
-    status: TaskStatus = Field(default=TaskStatus.pending, sa_type=sa.String(20))
+    status: TaskStatus = Field(default=TaskStatus.pending, sa_type=enum_column(TaskStatus, 20))
     section_ids: list[int] = Field(sa_type=sa.JSON, description="Sections this organisation must review.")
     invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    decision: Decision | None = Field(default=None, sa_type=sa.String(30))
+    decision: Decision | None = Field(default=None, sa_type=enum_column(Decision, 30))
 
 
 class RoundCreate(SQLModel):
@@ -58,10 +58,10 @@ class RoundCreate(SQLModel):
         default=None, description="Per-organisation section numbers, overriding section_numbers for that key."
     )
 
-    @field_validator("title")
+    @field_validator("title", mode="before")
     @classmethod
-    def _strip_title(cls, value: str) -> str:
-        return value.strip()
+    def _strip_title(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
 
 class TaskSummary(SQLModel):

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
 from models.enums import Role
-from models.types import UTCDateTime, utcnow
+from models.types import UTCDateTime, enum_column, utcnow
 
 
 class CredentialKind(StrEnum):
@@ -24,7 +24,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=320, unique=True, index=True)
     full_name: str = Field(default="", max_length=300)
-    role: Role = Field(sa_type=sa.String(20))
+    role: Role = Field(sa_type=enum_column(Role, 20))
     password_hash: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -37,7 +37,7 @@ class Credential(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="users.id", index=True)
-    kind: CredentialKind = Field(sa_type=sa.String(10))
+    kind: CredentialKind = Field(sa_type=enum_column(CredentialKind, 10))
     secret_sha256: str = Field(max_length=64, unique=True, index=True)
     label: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

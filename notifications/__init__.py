@@ -11,10 +11,11 @@ from notifications.mailbox import (
     SinkServer,
     parse_links,
     serve_sink,
+    serve_smtp,
     start_sink,
 )
 from notifications.memory import MemorySender
-from notifications.message import OutgoingEmail, build_message, message_id_for
+from notifications.message import OutgoingEmail, build_message, message_id_for, serialize_message
 from notifications.rendering import RenderedEmail, render_email
 from notifications.sending import DeliveryError, DeliveryResult, EmailSender
 from notifications.smtp import SmtpConfig, SmtpSender
@@ -37,6 +38,8 @@ __all__ = [
     "message_id_for",
     "parse_links",
     "render_email",
+    "serialize_message",
     "serve_sink",
+    "serve_smtp",
     "start_sink",
 ]

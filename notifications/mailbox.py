@@ -68,7 +68,8 @@ class MaildirWriter:
         self.directory = Path(directory)
         for subdir in _MAILDIR_SUBDIRS:
             (self.directory / subdir).mkdir(parents=True, exist_ok=True)
-        self._suffix = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
+        # Keys end up in viewer URLs, so the host part keeps to characters that need no escaping anywhere.
+        self._suffix = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 
     def add(self, content: bytes) -> str:
         now = time.time()
@@ -235,8 +236,12 @@ class MailboxMessage:
 @dataclass(frozen=True, slots=True)
 class _StoredFile:
     order: tuple[int, int, int, int]
-    key: str
-    path: Path
+    name: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return self.name.split(":", 1)[0]  # without the flags a mail client may append in cur/
 
 
 class DevMailbox:
@@ -246,7 +251,7 @@ class DevMailbox:
         self.directory = Path(directory)
 
     def count(self) -> int:
-        return sum(1 for _ in self._files())
+        return sum(1 for subdir in ("new", "cur") for _ in _scan(self.directory / subdir))
 
     def get(self, key: str) -> MailboxMessage:
         path = self._path_of(key)
@@ -313,8 +318,7 @@ class DevMailbox:
     def _files(self) -> Iterator[_StoredFile]:
         for subdir in ("new", "cur"):
             for entry in _scan(self.directory / subdir):
-                key = entry.name.split(":", 1)[0]
-                yield _StoredFile(order=_order(entry), key=key, path=Path(entry.path))
+                yield _StoredFile(order=_order(entry), name=entry.name, path=entry.path)
 
     def _newest_first(self) -> builtins.list[_StoredFile]:
         return sorted(self._files(), key=lambda stored: stored.order, reverse=True)
@@ -334,7 +338,7 @@ class DevMailbox:
     @staticmethod
     def _headers(stored: _StoredFile) -> EmailMessage | None:
         try:
-            with stored.path.open("rb") as file:
+            with open(stored.path, "rb") as file:
                 head = _read_head(file)
         except FileNotFoundError:  # removed while we listed
             return None
@@ -375,7 +379,7 @@ def _read_head(file: Any) -> bytes:
 def _entry(stored: _StoredFile, headers: EmailMessage) -> MailboxEntry:
     return MailboxEntry(
         key=stored.key,
-        received_at=_received_at(headers, stored.path),
+        received_at=_received_at(headers, Path(stored.path)),
         from_=str(headers.get("From", "")),
         to=str(headers.get("To", "")),
         subject=str(headers.get("Subject", "")),

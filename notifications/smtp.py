@@ -25,13 +25,14 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from aiosmtplib import (
     SMTP,
     SMTPAuthenticationError,
     SMTPException,
+    SMTPHeloError,
     SMTPNotSupported,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -56,7 +57,7 @@ class SmtpConfig:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # kept out of logs and tracebacks
     tls: str = "none"  # none | starttls | tls (implicit TLS, usually port 465)
     connections: int = 8
     mail_from: str = "Roundtable <roundtable@localhost>"
@@ -70,6 +71,8 @@ class SmtpConfig:
     def __post_init__(self) -> None:
         if str(self.tls) not in TLS_MODES:
             raise ValueError(f"tls must be one of {', '.join(TLS_MODES)}, got {self.tls!r}")
+        if self.username and not self.password:
+            raise ValueError("an SMTP username needs a password")
         if self.connections < 1:
             raise ValueError("connections must be at least 1")
         envelope_address(self.mail_from)
@@ -223,6 +226,14 @@ class SmtpSender(EmailSender):
                 except asyncio.CancelledError:
                     connection.drop()  # cancelled mid-conversation: the session's state is unknown
                     raise
+                except Exception as exc:
+                    # Raising would lose the results of every email this batch already delivered, and the
+                    # caller, not knowing, would send them again.
+                    log.exception("unexpected error while sending %s", batch.emails[index].message_id)
+                    connection.drop()
+                    batch.results[index] = DeliveryResult.failed(
+                        batch.emails[index], f"unexpected error: {exc!r}", retryable=True
+                    )
         finally:
             batch.live_workers -= 1
 
@@ -232,12 +243,19 @@ class SmtpSender(EmailSender):
             eight_bit = client.supports_extension("8bitmime")
             try:
                 content = serialize_message(email, self._config.mail_from, eight_bit=eight_bit)
+            except (ValueError, TypeError) as exc:
+                return DeliveryResult.failed(email, f"malformed email: {exc}", retryable=False)
+            try:
                 await client.sendmail(
                     self._envelope_from,
                     [email.to_address],
                     content,
                     mail_options=["BODY=8BITMIME"] if eight_bit else [],
                 )
+            except SMTPHeloError as exc:
+                # A refused greeting says nothing about this message; the connection is what failed.
+                connection.drop()
+                return DeliveryResult.failed(email, f"EHLO refused: {exc.code} {exc.message}", retryable=True)
             except SMTPRecipientsRefused as exc:
                 refusal = exc.recipients[0]
                 return self._refused(connection, client, email, refusal.code, refusal.message)
@@ -249,9 +267,12 @@ class SmtpSender(EmailSender):
             except ConnectionError as exc:
                 connection.drop()
                 if attempt == 1:
+                    log.debug(
+                        "SMTP connection lost (%s); reconnecting to send %s again", exc, email.message_id
+                    )
                     continue
                 return DeliveryResult.failed(email, f"SMTP server disconnected: {exc}", retryable=True)
-            except (SMTPNotSupported, ValueError) as exc:
+            except (SMTPNotSupported, ValueError) as exc:  # an address aiosmtplib will not put on the wire
                 return DeliveryResult.failed(email, f"cannot be sent: {exc}", retryable=False)
             except (SMTPException, OSError) as exc:
                 connection.drop()

@@ -8,6 +8,8 @@ transaction (a crash between the two can repeat at most one chunk, with the same
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -77,18 +79,34 @@ def _sender_name(settings: Settings) -> str:
 
 
 async def send_due_invitations(
-    db: Database, sender: EmailSender, settings: Settings, *, round_id: int, limit: int
+    db: Database,
+    sender: EmailSender,
+    settings: Settings,
+    *,
+    round_id: int,
+    limit: int,
+    progress: Callable[[int], None] | None = None,
 ) -> BatchOutcome:
-    """Send up to `limit` invitations that are due in an open round."""
+    """Send up to `limit` invitations that are due in an open round; `progress` hears after each chunk."""
     async with db.session() as session:
         invitations = await _due_invitations(session, settings, round_id=round_id, limit=limit)
     outcome = BatchOutcome()
     for start in range(0, len(invitations), CHUNK):
         chunk = invitations[start : start + CHUNK]
-        results = await sender.send_many([invitation.email for invitation in chunk])
-        async with db.write_session() as session:
-            outcome.add(await _record_invitations(session, round_id, chunk, results))
+        # Shielded: once a chunk is on the wire it is recorded even if the caller is cancelled (a worker
+        # shutting down), so a retry does not email the same people again.
+        outcome.add(await asyncio.shield(_send_and_record(db, sender, round_id, chunk)))
+        if progress is not None:
+            progress(outcome.sent)
     return outcome
+
+
+async def _send_and_record(
+    db: Database, sender: EmailSender, round_id: int, chunk: list[_Invitation]
+) -> BatchOutcome:
+    results = await sender.send_many([invitation.email for invitation in chunk])
+    async with db.write_session() as session:
+        return await _record_invitations(session, round_id, chunk, results)
 
 
 async def _due_invitations(

@@ -19,7 +19,15 @@ from models.audit import Actor
 from models.documents import Section
 from models.enums import ActorKind, CommentStatus, Decision, RoundStatus, TaskStatus
 from models.organisations import Organisation
-from models.reviews import AccessLink, Comment, CommentCreate, CommentUpdate, SignOff, SignOffCreate, SignOffRead
+from models.reviews import (
+    AccessLink,
+    Comment,
+    CommentCreate,
+    CommentUpdate,
+    SignOff,
+    SignOffCreate,
+    SignOffRead,
+)
 from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from services import audit, links
@@ -210,7 +218,8 @@ def _ensure_writable(context: LinkContext) -> None:
         )
     if state == ReviewState.deadline_passed:
         raise Conflict(
-            "The deadline for this consultation has passed; comments and sign-offs can no longer be recorded.",
+            "The deadline for this consultation has passed; "
+            "comments and sign-offs can no longer be recorded.",
             error="deadline_passed",
         )
 
@@ -283,8 +292,9 @@ async def edit_comment(
     before = _comment_data(comment, section)
     changes = data.model_dump()
     if all(getattr(comment, name) == value for name, value in changes.items()):
-        await session.rollback()
-        return _comment_view(comment, {section.id: section.number})
+        unchanged = _comment_view(comment, {section.id: section.number})
+        await session.rollback()  # expires every loaded object: read them before, never after
+        return unchanged
     for name, value in changes.items():
         setattr(comment, name, value)
     comment.revision += 1
@@ -296,7 +306,12 @@ async def edit_comment(
         action="comment.edited",
         round_id=context.round.id,
         task_id=context.task.id,
-        data={"before": before, "after": _comment_data(comment, section), "revision": comment.revision, "ip": client.ip},
+        data={
+            "before": before,
+            "after": _comment_data(comment, section),
+            "revision": comment.revision,
+            "ip": client.ip,
+        },
     )
     await session.commit()
     return _comment_view(comment, {section.id: section.number})
@@ -327,18 +342,24 @@ async def sign_off(
     context = await resolve(session, token=token, lock=True)
     existing = (await session.exec(select(SignOff).where(SignOff.task_id == context.task.id))).first()
     if existing is not None:
+        # Read what is needed before the rollback, which expires every loaded object.
+        receipt = _sign_off_read(existing, context)
+        same_submission = existing.submission_id == data.submission_id
         await session.rollback()
-        if existing.submission_id == data.submission_id:
-            return _sign_off_read(existing, context)
+        if same_submission:
+            return receipt
         raise Conflict(
-            f"Your organisation already signed off on {existing.signed_at:%d %B %Y at %H:%M} UTC "
-            f"({existing.signer_name}).",
+            f"Your organisation has already signed off: {receipt.signer_name} recorded the decision "
+            f"'{receipt.decision.replace('_', ' ')}' on {receipt.signed_at:%d %B %Y at %H:%M} UTC. "
+            "A sign-off cannot be changed; contact the coordinator if it needs to be.",
             error="already_signed_off",
         )
     _ensure_writable(context)
     active_comments = (
         await session.exec(
-            select(Comment.id).where(Comment.task_id == context.task.id, Comment.status == CommentStatus.active)
+            select(Comment.id).where(
+                Comment.task_id == context.task.id, Comment.status == CommentStatus.active
+            )
         )
     ).all()
     if data.decision == Decision.approve_with_comments and not active_comments:

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     temporal_address: str = Field(default="127.0.0.1:7233", description="host:port of the Temporal frontend.")
     temporal_namespace: str = Field(default="default", description="Temporal namespace the rounds run in.")
     task_queue: str = Field(default="roundtable", description="Temporal task queue of the worker.")
+    workflow_id_prefix: str = Field(
+        default="",
+        description="Put before round-{id} workflow ids when several deployments share one Temporal namespace.",
+    )
     smtp_host: str = Field(default="127.0.0.1", description="SMTP relay host.")
     smtp_port: int = Field(default=1025, description="SMTP relay port.")
     smtp_username: str | None = Field(default=None, description="SMTP login; empty means no AUTH.")

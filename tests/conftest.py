@@ -178,21 +178,34 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-async def sink(tmp_path: Path) -> AsyncIterator[SinkServer]:
+def mail_dir(settings: Settings) -> Path:
+    """Where the dev mailbox viewer of the test's app looks."""
+    return Path(settings.data_dir) / "mail"
+
+
+@pytest.fixture
+async def sink(mail_dir: Path) -> AsyncIterator[SinkServer]:
     """A real SMTP server (aiosmtpd) filing every message it accepts in a Maildir."""
-    async with await serve_sink(tmp_path / "sink", "127.0.0.1", 0) as server:
+    async with await serve_sink(mail_dir, "127.0.0.1", 0) as server:
         yield server
 
 
 @pytest.fixture
-def mailbox(tmp_path: Path, sink: SinkServer) -> DevMailbox:
-    return DevMailbox(tmp_path / "sink")
+def mailbox(mail_dir: Path, sink: SinkServer) -> DevMailbox:
+    return DevMailbox(mail_dir)
 
 
 @pytest.fixture
 def stack_settings(settings: Settings, sink: SinkServer) -> Settings:
+    # Every test's database numbers its rounds from 1, and all tests share one Temporal server.
+    isolation = uuid.uuid4().hex[:12]
     return settings.model_copy(
-        update={"smtp_host": sink.host, "smtp_port": sink.port, "task_queue": f"rt-{uuid.uuid4().hex[:12]}"}
+        update={
+            "smtp_host": sink.host,
+            "smtp_port": sink.port,
+            "task_queue": f"rt-{isolation}",
+            "workflow_id_prefix": f"t{isolation}-",
+        }
     )
 
 

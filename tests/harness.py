@@ -6,6 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -125,3 +126,53 @@ class ServedApp:
 
 def fixture_path(name: str) -> Path:
     return Path(__file__).with_name("fixtures") / name
+
+
+async def seed_round(
+    db: Database,
+    *,
+    deadline: datetime,
+    keys: list[str] | None = None,
+    registry: bytes | None = None,
+    created_by: int | None = None,
+) -> int:
+    """The fixture registry and draft imported, and a draft round on them (every organisation by default)."""
+    from models.rounds import RoundCreate
+    from services import documents, organisations, rounds
+
+    async with db.write_session() as session:
+        await organisations.import_csv(
+            session, content=registry or fixture_path("stakeholders-albania.csv").read_bytes(), actor=TEST_ACTOR
+        )
+    async with db.write_session() as session:
+        document = await documents.create_document(
+            session,
+            title="Migration governance strategy",
+            filename="draft.md",
+            content=fixture_path("draft-migration-governance-strategy.md").read_bytes(),
+            actor=TEST_ACTOR,
+        )
+    async with db.write_session() as session:
+        created = await rounds.create_round(
+            session,
+            data=RoundCreate(
+                title="Migration strategy, round 1",
+                document_version_id=document.versions[0].id,
+                deadline=deadline,
+                organisation_keys=keys,
+            ),
+            actor=TEST_ACTOR,
+            user_id=created_by,
+        )
+    return created.id
+
+
+async def user_id_of(db: Database, email: str) -> int:
+    from sqlmodel import select
+
+    from models.users import User
+
+    async with db.session() as session:
+        user = (await session.exec(select(User).where(User.email == email))).one()
+    assert user.id is not None
+    return user.id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -11,6 +13,13 @@ from services.db import Database
 from services.errors import NotFound
 from services.settings import Settings
 from workflows.payloads import RoundPlanResult, RoundRef, SendResult
+
+
+def _as_of(ref: RoundRef) -> datetime:
+    """The scheduler's clock, for decisions about time (so time-skipping tests and replays agree)."""
+    if ref.as_of is None:
+        raise ApplicationError("this activity needs the scheduler's time (as_of)", non_retryable=True)
+    return datetime.fromisoformat(ref.as_of)
 
 
 class RoundActivities:
@@ -29,16 +38,14 @@ class RoundActivities:
 
     @activity.defn(name="plan_round")
     async def plan_round(self, ref: RoundRef) -> RoundPlanResult:
-        if ref.as_of is None:
-            raise ApplicationError("plan_round needs as_of", non_retryable=True)
         try:
             async with self.db.session() as session:
-                plan = await rounds.plan_round(session, round_id=ref.round_id, now=ref.as_of)
+                plan = await rounds.plan_round(session, round_id=ref.round_id, now=_as_of(ref))
         except NotFound as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
         return RoundPlanResult(
             status=str(plan.status),
-            deadline=plan.deadline,
+            deadline=plan.deadline.isoformat(),
             invitations_due=plan.invitations_due,
             open_tasks=plan.open_tasks,
             close_reason=str(plan.close_reason) if plan.close_reason else None,
@@ -52,15 +59,14 @@ class RoundActivities:
             self.settings,
             round_id=ref.round_id,
             limit=self.settings.invitation_batch_size,
+            progress=activity.heartbeat,
         )
         return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=outcome.retry_later)
 
     @activity.defn(name="close_round")
     async def close_round(self, ref: RoundRef) -> bool:
-        if ref.as_of is None:
-            raise ApplicationError("close_round needs as_of", non_retryable=True)
         async with self.db.write_session() as session:
-            return await rounds.close_round(session, round_id=ref.round_id, now=ref.as_of)
+            return await rounds.close_round(session, round_id=ref.round_id, now=_as_of(ref))
 
     @activity.defn(name="notify_round_closed")
     async def notify_round_closed(self, ref: RoundRef) -> SendResult:

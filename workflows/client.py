@@ -22,8 +22,8 @@ from workflows.round_workflow import ConsultationRoundWorkflow
 log = logging.getLogger(__name__)
 
 
-def round_workflow_id(round_id: int) -> str:
-    return f"round-{round_id}"
+def round_workflow_id(settings: Settings, round_id: int) -> str:
+    return f"{settings.workflow_id_prefix}round-{round_id}"
 
 
 class Scheduler:
@@ -55,7 +55,7 @@ class Scheduler:
             return await client.start_workflow(
                 ConsultationRoundWorkflow.run,
                 RoundRef(round_id),
-                id=round_workflow_id(round_id),
+                id=round_workflow_id(self.settings, round_id),
                 task_queue=self.settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -67,7 +67,7 @@ class Scheduler:
         """Best effort: the scheduler re-plans from the database anyway, so a lost wake-up only delays."""
         try:
             client = await self.client()
-            await client.get_workflow_handle(round_workflow_id(round_id)).signal(ConsultationRoundWorkflow.wake)
+            await client.get_workflow_handle(round_workflow_id(self.settings, round_id)).signal(ConsultationRoundWorkflow.wake)
         except (ServiceUnavailable, RPCError) as exc:
             log.warning("could not wake the scheduler of round %s: %s", round_id, exc)
 

@@ -1,9 +1,11 @@
-"""What crosses the Temporal boundary: IDs and small plain results, nothing from the database layer."""
+"""What crosses the Temporal boundary: IDs and small plain results, nothing from the database layer.
+
+Times travel as ISO 8601 strings with their offset: the SDK's default converter does not decode datetimes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -11,13 +13,13 @@ class RoundRef:
     """The round an activity works on; `as_of` is the scheduler's clock for time-based decisions."""
 
     round_id: int
-    as_of: datetime | None = None
+    as_of: str | None = None
 
 
 @dataclass(frozen=True)
 class RoundPlanResult:
     status: str  # draft | open | closed
-    deadline: datetime
+    deadline: str
     invitations_due: int
     open_tasks: int
     close_reason: str | None

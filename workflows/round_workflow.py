@@ -62,7 +62,7 @@ class ConsultationRoundWorkflow:
                 self._phase = "closing"
                 await workflow.execute_activity_method(
                     RoundActivities.close_round,
-                    RoundRef(round_id, as_of=workflow.now()),
+                    RoundRef(round_id, as_of=workflow.now().isoformat()),
                     start_to_close_timeout=BATCH,
                     retry_policy=RETRY,
                 )
@@ -85,7 +85,7 @@ class ConsultationRoundWorkflow:
     async def _plan(self, round_id: int) -> RoundPlanResult:
         return await workflow.execute_activity_method(
             RoundActivities.plan_round,
-            RoundRef(round_id, as_of=workflow.now()),
+            RoundRef(round_id, as_of=workflow.now().isoformat()),
             start_to_close_timeout=QUICK,
             retry_policy=RETRY,
         )
@@ -98,7 +98,7 @@ class ConsultationRoundWorkflow:
             RoundActivities.send_invitations,
             RoundRef(round_id),
             start_to_close_timeout=BATCH,
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )
         if result.retry_later and not result.sent:
@@ -110,7 +110,7 @@ class ConsultationRoundWorkflow:
             self._send_backoff = SEND_BACKOFF_START
 
     def _next_wake(self, plan: RoundPlanResult) -> datetime:
-        candidates = [plan.deadline]
+        candidates = [datetime.fromisoformat(plan.deadline)]
         if plan.invitations_due and self._send_retry_at is not None:
             candidates.append(self._send_retry_at)
         return min(candidates)

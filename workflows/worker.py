@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -27,6 +28,8 @@ def build_worker(client: Client, *, db: Database, sender: EmailSender, settings:
         workflows=[ConsultationRoundWorkflow],
         activities=activities.all(),
         max_concurrent_activities=20,
+        # Let a batch that is sending finish and record what it sent before the worker stops.
+        graceful_shutdown_timeout=timedelta(seconds=30),
     )
 
 

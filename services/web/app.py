@@ -18,7 +18,7 @@ from services.formatting import when_text
 from services.settings import Settings, get_settings
 from services.web import errors
 from services.web.api import audit, documents, health, me, organisations, rounds
-from services.web.pages import review
+from services.web.pages import console, devmail, review
 from services.web.state import AppState
 from workflows.client import Scheduler
 
@@ -75,6 +75,9 @@ def create_app(
     app.include_router(api)
     app.include_router(health.router)
     app.include_router(review.router)
+    app.include_router(console.router)
+    if settings.environment != "production":
+        app.include_router(devmail.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -67,16 +68,54 @@ async def _write_session(db: DatabaseDep) -> AsyncIterator[AsyncSession]:
 ReadSession = Annotated[AsyncSession, Depends(_read_session)]
 WriteSession = Annotated[AsyncSession, Depends(_write_session)]
 
+MAX_ID = 2_147_483_647
+"""The largest key an INTEGER column holds on every database; larger ids cannot exist."""
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
 _bearer = HTTPBearer(auto_error=False)
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_REQUIRED = "an API token is required: send 'Authorization: Bearer <token>'"  # noqa: S105 - a message
+
+
+async def _authenticate(request: Request) -> Principal:
+    """The principal behind the request's bearer token, or Unauthorized. Done once per request."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
+    scheme, _, secret = request.headers.get("authorization", "").strip().partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized(TOKEN_REQUIRED)
+    if len(secret) > 200:
+        raise Unauthorized("the token is not valid")
+    db: Database = request.app.state.roundtable.db
+    async with db.session() as session:
+        principal = await users.authenticate(session, secret=secret, kind=CredentialKind.api)
+    request.state.principal = principal
+    return principal
+
+
+class ApiRoute(APIRoute):
+    """An API operation that checks the token before anything else, the body included: a request
+    without a valid token gets 401 and an auditor's write gets 403, whatever the request carries."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            principal = await _authenticate(request)
+            if request.method not in READ_METHODS and principal.role == Role.auditor:
+                raise Forbidden("the auditor role can read everything but change nothing")
+            return await handler(request)
+
+        return authenticated
 
 
 async def _api_principal(
-    db: DatabaseDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("an API token is required: send 'Authorization: Bearer <token>'")
-    async with db.session() as session:
-        return await users.authenticate(session, secret=credentials.credentials, kind=CredentialKind.api)
+    return await _authenticate(request)
 
 
 ApiPrincipal = Annotated[Principal, Depends(_api_principal)]
@@ -87,7 +126,9 @@ def _require(*roles: Role):  # type: ignore[no-untyped-def]
 
     def check(principal: ApiPrincipal) -> Principal:
         if principal.role not in allowed:
-            raise Forbidden(f"the {principal.role} role may not do this; it needs: {', '.join(sorted(allowed))}")
+            raise Forbidden(
+                f"the {principal.role} role may not do this; it needs: {', '.join(sorted(allowed))}"
+            )
         return principal
 
     return check

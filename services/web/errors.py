@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.errors import DomainError
@@ -16,9 +19,45 @@ from services.errors import DomainError
 log = logging.getLogger(__name__)
 
 
+_REVIEW_TOKEN = re.compile(r"(/t/)[^/?#\s\"]+")
+
+
+def redact(path: str) -> str:
+    """A path or URL fit for a log line: the review token of /t/{token} replaced, so it is never written."""
+    return _REVIEW_TOKEN.sub(r"\1<token>", path)
+
+
+class RedactReviewTokens(logging.Filter):
+    """Removes review tokens from access-log lines (uvicorn logs every request path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        return True
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """Whether the database refused a value itself (SQLSTATE class 22, 'data exception': a number out
+    of range, a text too long, a NUL character), as opposed to failing."""
+    if isinstance(exc, DataError):
+        return True
+    seen: BaseException | None = getattr(exc, "orig", None) or exc
+    while seen is not None:
+        if str(getattr(seen, "sqlstate", "") or "").startswith("22"):
+            return True
+        seen = seen.__cause__
+    return False
+
+
 def wants_html(request: Request) -> bool:
-    path = request.url.path
-    return not path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+    """People get pages, programs get JSON: everything under /api/ is JSON, and so is a request that
+    asks for JSON rather than HTML; the rest (review links opened from any mail client) gets a page."""
+    if request.url.path.startswith("/api/"):
+        return False
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "application/json" not in accept
 
 
 def _body(error: str, detail: str, problems: list[str] | None = None) -> dict[str, Any]:
@@ -28,9 +67,11 @@ def _body(error: str, detail: str, problems: list[str] | None = None) -> dict[st
     return body
 
 
-def _page(request: Request, status: int, title: str, detail: str, problems: list[str] | None = None) -> Response:
-    templates = request.app.state.roundtable.templates
-    return templates.TemplateResponse(  # type: ignore[no-any-return]
+def _page(
+    request: Request, status: int, title: str, detail: str, problems: list[str] | None = None
+) -> Response:
+    templates: Jinja2Templates = request.app.state.roundtable.templates
+    return templates.TemplateResponse(
         request,
         "error.html",
         {"title": title, "detail": detail, "problems": problems or [], "status": status},
@@ -48,12 +89,20 @@ def describe_validation(exc: RequestValidationError | ValidationError) -> list[s
 
 
 def install(app: FastAPI) -> None:
+    access_log = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactReviewTokens) for existing in access_log.filters):
+        access_log.addFilter(RedactReviewTokens())
+
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if wants_html(request):
-            return _page(request, exc.status_code, exc.error.replace("_", " ").capitalize(), exc.detail, exc.problems)
-        return JSONResponse(_body(exc.error, exc.detail, exc.problems), status_code=exc.status_code, headers=headers)
+            return _page(
+                request, exc.status_code, exc.error.replace("_", " ").capitalize(), exc.detail, exc.problems
+            )
+        return JSONResponse(
+            _body(exc.error, exc.detail, exc.problems), status_code=exc.status_code, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -71,10 +120,34 @@ def install(app: FastAPI) -> None:
             return _page(request, exc.status_code, detail, detail)
         return JSONResponse(_body(error, detail), status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, redact(request.url.path), exc_info=exc)
         detail = "something went wrong on our side; please try again in a moment."
         if wants_html(request):
             return _page(request, 500, "Internal error", detail)
         return JSONResponse(_body("internal_error", detail), status_code=500)
+
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        # A safety net: input the validation let through but the database cannot hold (a number beyond
+        # its integer range, text longer than a column). Still the client's input, so a 4xx; logged,
+        # because the request should have been refused before it reached the database.
+        log.warning(
+            "input refused by the database on %s %s: %s", request.method, redact(request.url.path), exc
+        )
+        detail = (
+            "a value in the request cannot be stored: a number too large, a text too long, "
+            "or a character that is not allowed (such as NUL)"
+        )
+        if wants_html(request):
+            return _page(request, 422, "The form is not valid", detail)
+        return JSONResponse(_body("invalid_input", detail), status_code=422)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        if is_bad_data(exc):
+            return await out_of_range(request, exc)
+        return await unexpected(request, exc)
+
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(OverflowError, out_of_range)
+
+    app.add_exception_handler(Exception, unexpected)

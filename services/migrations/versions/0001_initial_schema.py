@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 11:13:44.867976
+Create Date: 2026-11-27 11:16:01.105469
 """
 
 from collections.abc import Sequence

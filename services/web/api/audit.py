@@ -7,19 +7,19 @@ from fastapi.responses import StreamingResponse
 
 from models.audit import AuditEventPage
 from services import audit
-from services.web.deps import DatabaseDep, ReadSession, Reader
+from services.web.deps import MAX_ID, ApiRoute, DatabaseDep, IdQuery, Reader, ReadSession
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=ApiRoute)
 
 
 @router.get("/events", response_model=AuditEventPage)
 async def events(
     session: ReadSession,
     _principal: Reader,
-    round_id: int | None = None,
-    task_id: int | None = None,
-    action: str | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    round_id: IdQuery = None,
+    task_id: IdQuery = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEventPage:
     """Page through the trail in seq order; pass `next_after_seq` back as `after_seq` for the next page."""

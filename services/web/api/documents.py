@@ -6,10 +6,10 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 
 from models.documents import DocumentRead
 from services import documents
-from services.web.deps import Coordinator, ReadSession, Reader, WriteSession
+from services.web.deps import ApiRoute, Coordinator, IdPath, Reader, ReadSession, WriteSession
 from services.web.uploads import read_upload
 
-router = APIRouter(prefix="/documents", tags=["drafts"])
+router = APIRouter(prefix="/documents", tags=["drafts"], route_class=ApiRoute)
 
 
 @router.post("", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
@@ -32,16 +32,20 @@ async def list_documents(session: ReadSession, _principal: Reader) -> list[Docum
 
 
 @router.get("/{document_id}", response_model=DocumentRead)
-async def get_document(session: ReadSession, _principal: Reader, document_id: int) -> DocumentRead:
+async def get_document(session: ReadSession, _principal: Reader, document_id: IdPath) -> DocumentRead:
     return await documents.get_document(session, document_id=document_id)
 
 
 @router.post("/{document_id}/versions", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
 async def upload_revision(
-    session: WriteSession, principal: Coordinator, document_id: int, file: Annotated[UploadFile, File()]
+    session: WriteSession, principal: Coordinator, document_id: IdPath, file: Annotated[UploadFile, File()]
 ) -> DocumentRead:
     """Add a revised draft (the text of a later round) as the document's next version."""
     content = await read_upload(file)
     return await documents.add_version(
-        session, document_id=document_id, filename=file.filename or "draft.md", content=content, actor=principal.actor
+        session,
+        document_id=document_id,
+        filename=file.filename or "draft.md",
+        content=content,
+        actor=principal.actor,
     )

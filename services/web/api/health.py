@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -7,6 +9,8 @@ from services.errors import ServiceUnavailable
 from services.web.deps import DatabaseDep, SchedulerDep
 
 router = APIRouter(tags=["health"])
+CHECK_TIMEOUT_SECONDS = 5.0
+"""A part that does not answer within this is reported unreachable (a silent network must not hang us)."""
 
 
 @router.get("/healthz")
@@ -17,17 +21,23 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(db: DatabaseDep, scheduler: SchedulerDep) -> JSONResponse:
-    """The database and the scheduler (Temporal) are reachable."""
+    """The database and the scheduler (Temporal) are reachable: 200, or 503 with the reason of each."""
     checks: dict[str, str] = {}
     try:
-        await db.ping()
+        await asyncio.wait_for(db.ping(), CHECK_TIMEOUT_SECONDS)
         checks["database"] = "ok"
+    except TimeoutError:
+        checks["database"] = f"unreachable: no answer within {CHECK_TIMEOUT_SECONDS:g} s"
     except Exception as exc:  # any failure means not ready; the reason is reported, not raised
         checks["database"] = f"unreachable: {type(exc).__name__}"
     try:
-        await scheduler.ping()
+        await asyncio.wait_for(scheduler.ping(), CHECK_TIMEOUT_SECONDS)
         checks["temporal"] = "ok"
+    except TimeoutError:
+        checks["temporal"] = f"unreachable: no answer within {CHECK_TIMEOUT_SECONDS:g} s"
     except ServiceUnavailable as exc:
         checks["temporal"] = f"unreachable: {exc.detail}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

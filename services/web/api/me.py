@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from services.web.deps import ApiPrincipal
+from services.web.deps import ApiPrincipal, ApiRoute
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=ApiRoute)
 
 
 class Me(BaseModel):

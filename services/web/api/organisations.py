@@ -2,22 +2,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, UploadFile, status
+from fastapi import APIRouter, File, Path, UploadFile, status
 
 from models.enums import OrganisationKind
 from models.organisations import ImportResult, OrganisationCreate, OrganisationRead, OrganisationUpdate
 from services import organisations
-from services.web.deps import Coordinator, ReadSession, Reader, WriteSession
+from services.web.deps import ApiRoute, Coordinator, Reader, ReadSession, WriteSession
 from services.web.uploads import read_upload
 
-router = APIRouter(prefix="/organisations", tags=["registry"])
+KeyPath = Annotated[
+    str, Path(min_length=1, max_length=80, description="Registry key, e.g. ministry-of-interior.")
+]
+
+router = APIRouter(prefix="/organisations", tags=["registry"], route_class=ApiRoute)
 
 
 @router.post("/import", response_model=ImportResult)
 async def import_registry(
     session: WriteSession, principal: Coordinator, file: Annotated[UploadFile, File()]
 ) -> ImportResult:
-    """Create or update organisations from a CSV file (matched by key); a file with bad rows imports nothing."""
+    """Create or update organisations from a CSV file, matched by key. A file with bad rows imports
+    nothing and gets 422 listing every bad line."""
     content = await read_upload(file)
     return await organisations.import_csv(session, content=content, actor=principal.actor)
 
@@ -37,18 +42,18 @@ async def create_organisation(
 
 
 @router.get("/{key}", response_model=OrganisationRead)
-async def get_organisation(session: ReadSession, _principal: Reader, key: str) -> OrganisationRead:
+async def get_organisation(session: ReadSession, _principal: Reader, key: KeyPath) -> OrganisationRead:
     return await organisations.get_organisation(session, key=key)
 
 
 @router.patch("/{key}", response_model=OrganisationRead)
 async def update_organisation(
-    session: WriteSession, principal: Coordinator, key: str, data: OrganisationUpdate
+    session: WriteSession, principal: Coordinator, key: KeyPath, data: OrganisationUpdate
 ) -> OrganisationRead:
     return await organisations.update_organisation(session, key=key, data=data, actor=principal.actor)
 
 
 @router.delete("/{key}", status_code=status.HTTP_204_NO_CONTENT)
-async def archive_organisation(session: WriteSession, principal: Coordinator, key: str) -> None:
+async def archive_organisation(session: WriteSession, principal: Coordinator, key: KeyPath) -> None:
     """Archive: the organisation leaves the registry's lists and new rounds; past rounds keep it."""
     await organisations.archive_organisation(session, key=key, actor=principal.actor)

@@ -6,10 +6,20 @@ from pydantic import BaseModel
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import RoundCreate, RoundListItem, RoundRead
 from services import rounds
-from services.web.deps import Coordinator, DatabaseDep, ReadSession, Reader, SchedulerDep, WriteSession
+from services.web.deps import (
+    ApiRoute,
+    Coordinator,
+    DatabaseDep,
+    IdPath,
+    Reader,
+    ReadSession,
+    SchedulerDep,
+    SettingsDep,
+    WriteSession,
+)
 from workflows.client import launch_round, round_workflow_id
 
-router = APIRouter(prefix="/rounds", tags=["rounds"])
+router = APIRouter(prefix="/rounds", tags=["rounds"], route_class=ApiRoute)
 
 
 class LaunchAccepted(BaseModel):
@@ -31,27 +41,28 @@ async def list_rounds(session: ReadSession, _principal: Reader) -> list[RoundLis
 
 
 @router.get("/{round_id}", response_model=RoundRead)
-async def get_round(session: ReadSession, _principal: Reader, round_id: int) -> RoundRead:
+async def get_round(session: ReadSession, _principal: Reader, round_id: IdPath) -> RoundRead:
     """The round's status and, per organisation, the task status, comment count and decision."""
     return await rounds.get_round(session, round_id=round_id)
 
 
 @router.post("/{round_id}/launch", response_model=LaunchAccepted, status_code=status.HTTP_202_ACCEPTED)
 async def launch(
-    db: DatabaseDep, scheduler: SchedulerDep, principal: Coordinator, round_id: int
+    db: DatabaseDep, scheduler: SchedulerDep, settings: SettingsDep, principal: Coordinator, round_id: IdPath
 ) -> LaunchAccepted:
-    """Open the round and start its scheduler, which sends the invitations. Launching twice starts nothing new."""
+    """Open the round and start its scheduler, which sends the invitations.
+    Launching twice starts nothing new."""
     launched = await launch_round(db, scheduler, round_id=round_id, actor=principal.actor)
-    return LaunchAccepted(id=round_id, launched=launched, workflow_id=round_workflow_id(round_id))
+    return LaunchAccepted(id=round_id, launched=launched, workflow_id=round_workflow_id(settings, round_id))
 
 
 @router.get("/{round_id}/sign-offs", response_model=list[SignOffRead])
-async def sign_off_register(session: ReadSession, _principal: Reader, round_id: int) -> list[SignOffRead]:
+async def sign_off_register(session: ReadSession, _principal: Reader, round_id: IdPath) -> list[SignOffRead]:
     """Who signed what, when, on which exact texts (section hashes), with the audit event of each."""
     return await rounds.list_sign_offs(session, round_id=round_id)
 
 
 @router.get("/{round_id}/comments", response_model=list[CommentRead])
-async def comments(session: ReadSession, _principal: Reader, round_id: int) -> list[CommentRead]:
+async def comments(session: ReadSession, _principal: Reader, round_id: IdPath) -> list[CommentRead]:
     """Every comment of the round, withdrawn ones included, in section order."""
     return await rounds.list_comments(session, round_id=round_id)

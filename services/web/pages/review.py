@@ -1,4 +1,9 @@
-"""The focal point's review page under /t/{token}: one GET that never changes anything, and forms."""
+"""The focal point's review page under /t/{token}: one GET that never changes anything, and forms.
+
+Every form field is read as optional text and checked here or in the use case, so that any bad input,
+a missing CSRF token included, gets the page back with a clear message and what was typed, never a bare
+validation error.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,12 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from models.enums import CommentKind, Decision
+from models.enums import CommentKind, CommentStatus, Decision
 from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
 from services import reviews
-from services.errors import DomainError
+from services.errors import DomainError, InvalidInput, NotFound
 from services.web import csrf
-from services.web.deps import Client, ReadSession, SchedulerDep, SettingsDep, Templates, WriteSession
-from services.web.errors import describe_validation
+from services.web.deps import Client, IdPath, ReadSession, SchedulerDep, SettingsDep, Templates, WriteSession
 
 router = APIRouter(prefix="/t", include_in_schema=False)
 
@@ -26,7 +30,67 @@ NOTICES = {
     "comment-withdrawn": "Your comment was withdrawn.",
     "signed": "The sign-off was recorded. Your receipt is below.",
 }
+FIELD_LABELS = {
+    "section_id": "Section",
+    "paragraph": "Paragraph",
+    "kind": "Type",
+    "body": "Comment",
+    "proposed_wording": "Proposed wording",
+    "decision": "Decision",
+    "statement": "Statement",
+    "signer_name": "Your full name",
+    "signer_title": "Your title or position",
+}
+KEPT_FIELDS = ("body", "proposed_wording", "statement")
+"""Free text a person typed: shown back whenever the form it came from is not on the page any more."""
 FormText = Annotated[str, Form()]
+
+
+def form_problems(exc: ValidationError) -> list[str]:
+    """Pydantic's findings on a form, in words a focal point understands."""
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error.get("loc") else ""
+        label = FIELD_LABELS.get(name, name)
+        kind = error.get("type", "")
+        context = error.get("ctx") or {}
+        if name == "submission_id":
+            problems.append("the form is incomplete; reload the page and submit it again")
+        elif kind == "value_error":
+            problems.append(str(context.get("error", error.get("msg", "invalid"))))
+        elif kind == "string_too_short" and name == "body":
+            problems.append("the comment is empty")
+        elif kind == "string_too_short":
+            minimum = context.get("min_length", 1)
+            empty = minimum <= 1 or not str(error.get("input") or "").strip()
+            problems.append(
+                f"{label}: this is required" if empty else f"{label}: give at least {minimum} characters"
+            )
+        elif kind == "string_too_long":
+            problems.append(
+                f"{label}: this is longer than the {context.get('max_length')} characters allowed"
+            )
+        elif kind == "enum":
+            problems.append(f"{label}: choose one of {context.get('expected', 'the options offered')}")
+        else:
+            problems.append(f"{label}: {error.get('msg', 'invalid')}")
+    return problems
+
+
+def _form_shown(page: reviews.ReviewPage, form: dict[str, Any]) -> bool:
+    """Whether the page shows again the form that `form` came from, with what was typed in it."""
+    if not page.writable:
+        return False
+    if "section_id" in form:
+        return any(section.id == form["section_id"] for section in page.sections)
+    if "editing" in form:
+        return any(
+            comment.id == form["editing"] and comment.status == CommentStatus.active
+            for comment in page.comments
+        )
+    if "decision" in form:
+        return page.sign_off is None
+    return True
 
 
 async def _render(
@@ -41,8 +105,12 @@ async def _render(
     form: dict[str, Any] | None = None,
 ) -> Response:
     page = await reviews.review_page(session, token=token)
+    form = form or {}
     cookie, is_new = csrf.cookie_value(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
+    kept = []
+    if form and not _form_shown(page, form):
+        kept = [(FIELD_LABELS[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()]
     response = templates.TemplateResponse(
         request,
         "review.html",
@@ -53,12 +121,13 @@ async def _render(
             "submission_id": uuid.uuid4().hex,
             "notice": notice if status_code == 200 else None,
             "error": error,
-            "form": form or {},
+            "form": form,
+            "kept": kept,
             "comment_kinds": list(CommentKind),
             "decisions": list(Decision),
         },
         status_code=status_code,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"},
     )
     if is_new:
         csrf.set_cookie(response, cookie, secure=request.url.scheme == "https")
@@ -87,21 +156,45 @@ async def _submit(
     """Run a form's action; on bad input show the page again with the message and what was typed."""
     csrf.check(request, csrf_token, settings.secret_key)
     try:
+        if any("\x00" in value for value in form.values() if isinstance(value, str)):
+            raise InvalidInput(
+                "the text contains a NUL character, which cannot be stored; remove it and try again"
+            )
         target = await action()
     except ValidationError as exc:
         await session.rollback()
-        problems = describe_validation(exc)
         return await _render(
-            request, read_session, templates, settings, token, status_code=422, error="; ".join(problems), form=form
+            request,
+            read_session,
+            templates,
+            settings,
+            token,
+            status_code=422,
+            error="; ".join(form_problems(exc)) + ".",
+            form=form,
         )
     except DomainError as exc:
         await session.rollback()
-        if exc.status_code == 404:
-            raise
+        if exc.status_code in (401, 403) or (exc.status_code == 404 and exc.error == "invalid_link"):
+            raise  # the link itself is bad: there is no page to show again
         return await _render(
-            request, read_session, templates, settings, token, status_code=exc.status_code, error=exc.detail, form=form
+            request,
+            read_session,
+            templates,
+            settings,
+            token,
+            status_code=exc.status_code,
+            error=exc.detail,
+            form=form,
         )
-    return RedirectResponse(f"/t/{token}?{target}", status_code=303)
+    return RedirectResponse(
+        f"/t/{token}?{target}", status_code=303, headers={"Referrer-Policy": "no-referrer"}
+    )
+
+
+def _section_id(value: str) -> int | None:
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
 
 
 @router.post("/{token}/comments")
@@ -113,18 +206,33 @@ async def add_comment(
     settings: SettingsDep,
     client: Client,
     token: str,
-    csrf_token: FormText,
-    section_id: Annotated[int, Form()],
+    csrf_token: FormText = "",
+    section_id: FormText = "",
     body: FormText = "",
     kind: FormText = "general",
     paragraph: FormText = "",
     proposed_wording: FormText = "",
 ) -> Response:
-    form = {"section_id": section_id, "body": body, "kind": kind, "paragraph": paragraph, "proposed_wording": proposed_wording}
+    section = _section_id(section_id)
+    form = {
+        "section_id": section,
+        "body": body,
+        "kind": kind,
+        "paragraph": paragraph,
+        "proposed_wording": proposed_wording,
+    }
 
     async def action() -> str:
-        data = CommentCreate(
-            section_id=section_id, body=body, kind=kind, paragraph=paragraph, proposed_wording=proposed_wording  # type: ignore[arg-type]
+        if section is None:
+            raise InvalidInput("choose the section your comment is about")
+        data = CommentCreate.model_validate(
+            {
+                "section_id": section,
+                "body": body,
+                "kind": kind,
+                "paragraph": paragraph,
+                "proposed_wording": proposed_wording,
+            }
         )
         comment = await reviews.add_comment(session, token=token, data=data, client=client)
         return f"done=comment-added#comment-{comment.id}"
@@ -141,17 +249,25 @@ async def edit_comment(
     settings: SettingsDep,
     client: Client,
     token: str,
-    comment_id: int,
-    csrf_token: FormText,
+    comment_id: IdPath,
+    csrf_token: FormText = "",
     body: FormText = "",
     kind: FormText = "general",
     paragraph: FormText = "",
     proposed_wording: FormText = "",
 ) -> Response:
-    form = {"editing": comment_id, "body": body, "kind": kind, "paragraph": paragraph, "proposed_wording": proposed_wording}
+    form = {
+        "editing": comment_id,
+        "body": body,
+        "kind": kind,
+        "paragraph": paragraph,
+        "proposed_wording": proposed_wording,
+    }
 
     async def action() -> str:
-        data = CommentUpdate(body=body, kind=kind, paragraph=paragraph, proposed_wording=proposed_wording)  # type: ignore[arg-type]
+        data = CommentUpdate.model_validate(
+            {"body": body, "kind": kind, "paragraph": paragraph, "proposed_wording": proposed_wording}
+        )
         await reviews.edit_comment(session, token=token, comment_id=comment_id, data=data, client=client)
         return f"done=comment-edited#comment-{comment_id}"
 
@@ -167,8 +283,8 @@ async def withdraw_comment(
     settings: SettingsDep,
     client: Client,
     token: str,
-    comment_id: int,
-    csrf_token: FormText,
+    comment_id: IdPath,
+    csrf_token: FormText = "",
 ) -> Response:
     async def action() -> str:
         await reviews.withdraw_comment(session, token=token, comment_id=comment_id, client=client)
@@ -188,25 +304,38 @@ async def sign_off(
     background: BackgroundTasks,
     client: Client,
     token: str,
-    csrf_token: FormText,
-    submission_id: FormText,
+    csrf_token: FormText = "",
+    submission_id: FormText = "",
     decision: FormText = "",
     statement: FormText = "",
     signer_name: FormText = "",
     signer_title: FormText = "",
 ) -> Response:
-    form = {"decision": decision, "statement": statement, "signer_name": signer_name, "signer_title": signer_title}
+    form = {
+        "decision": decision,
+        "statement": statement,
+        "signer_name": signer_name,
+        "signer_title": signer_title,
+    }
 
     async def action() -> str:
-        data = SignOffCreate(
-            decision=decision,  # type: ignore[arg-type]
-            statement=statement,
-            signer_name=signer_name,
-            signer_title=signer_title,
-            submission_id=submission_id,
+        data = SignOffCreate.model_validate(
+            {
+                "decision": decision,
+                "statement": statement,
+                "signer_name": signer_name,
+                "signer_title": signer_title,
+                "submission_id": submission_id,
+            }
         )
         receipt = await reviews.sign_off(session, token=token, data=data, client=client)
         background.add_task(scheduler.wake, receipt.round_id)
         return "done=signed#receipt"
 
     return await _submit(request, session, read_session, templates, settings, token, csrf_token, form, action)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST"])
+async def no_such_page(rest: str) -> Response:
+    """Anything else under /t/ (a mangled link, a token with a slash in it): the same clear answer."""
+    raise NotFound(reviews.INVALID_LINK, error="invalid_link")

@@ -2,10 +2,19 @@
 (function () {
   // One click, one submission: the server also ignores a repeated sign-off, this just avoids the race.
   document.querySelectorAll("form[data-once]").forEach(function (form) {
+    var buttons = form.querySelectorAll("button[type=submit]");
+    buttons.forEach(function (b) { b.dataset.label = b.textContent; });
     form.addEventListener("submit", function (event) {
       if (form.dataset.sent) { event.preventDefault(); return; }
       form.dataset.sent = "1";
-      form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; b.textContent = "Recording…"; });
+      buttons.forEach(function (b) { b.disabled = true; b.textContent = "Recording…"; });
+    });
+    // Coming back to this page from the browser's history shows the form as it was, still disabled:
+    // make it usable again (the server still records one sign-off per form).
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted) { return; }
+      delete form.dataset.sent;
+      buttons.forEach(function (b) { b.disabled = false; b.textContent = b.dataset.label; });
     });
   });
   document.querySelectorAll("button[data-confirm]").forEach(function (button) {

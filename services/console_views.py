@@ -1,0 +1,159 @@
+"""What the coordinator console shows: read-only views that gather several reads into one page's data.
+
+Nothing here writes; the console's changes go through the use cases in rounds, documents and organisations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.documents import Document, DocumentVersion, Section, SectionRead
+from models.enums import OrganisationKind, RoundStatus, TaskStatus
+from models.organisations import Organisation
+from models.reviews import CommentRead, SignOffRead
+from models.rounds import ReviewTask, Round, RoundRead
+from services import documents, rounds
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    """One line of the console's rounds list."""
+
+    id: int
+    title: str
+    status: RoundStatus
+    deadline: datetime
+    created_at: datetime
+    launched_at: datetime | None
+    closed_at: datetime | None
+    organisations: int
+    signed_off: int
+
+
+@dataclass(frozen=True)
+class RoundOverview:
+    """Everything the coordinator's round page shows: status, tasks, sign-off register, comment matrix."""
+
+    round: RoundRead
+    document_id: int
+    document_title: str
+    version_number: int
+    section_headings: dict[str, str]
+    """Section number -> heading, in document order."""
+    organisation_names: dict[str, str]
+    """Organisation key -> English name, for every organisation of the round."""
+    sign_offs: list[SignOffRead]
+    comments: list[CommentRead]
+
+
+@dataclass(frozen=True)
+class VersionChoice:
+    """A draft version a new round can be opened on."""
+
+    id: int
+    document_id: int
+    document_title: str
+    number: int
+    source_filename: str
+    created_at: datetime
+    sections: list[SectionRead]
+
+
+@dataclass(frozen=True)
+class RoundFormChoices:
+    """What the new-round form offers: draft versions (newest first) and the registry by kind."""
+
+    versions: list[VersionChoice]
+    organisations_by_kind: dict[OrganisationKind, int]
+    """Active organisations per kind, in the vocabulary's order; kinds without any are left out."""
+
+    @property
+    def organisations(self) -> int:
+        return sum(self.organisations_by_kind.values())
+
+
+async def list_rounds(session: AsyncSession) -> list[RoundRow]:
+    """Every round, newest first, with how many organisations it consults and how many have signed off."""
+    signed_off = func.sum(case((col(ReviewTask.status) == TaskStatus.signed_off, 1), else_=0))
+    rows = (
+        await session.exec(
+            select(Round, func.count(col(ReviewTask.id)), signed_off)
+            .outerjoin(ReviewTask, col(ReviewTask.round_id) == Round.id)
+            .group_by(col(Round.id))
+            .order_by(col(Round.created_at).desc(), col(Round.id).desc())
+        )
+    ).all()
+    return [
+        RoundRow(
+            id=round_.id or 0,
+            title=round_.title,
+            status=round_.status,
+            deadline=round_.deadline,
+            created_at=round_.created_at,
+            launched_at=round_.launched_at,
+            closed_at=round_.closed_at,
+            organisations=organisations,
+            signed_off=int(signed or 0),
+        )
+        for round_, organisations, signed in rows
+    ]
+
+
+async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOverview:
+    detail = await rounds.get_round(session, round_id=round_id)
+    version = await session.get(DocumentVersion, detail.document_version_id)
+    assert version is not None  # a round's version is a foreign key
+    document = await session.get(Document, version.document_id)
+    assert document is not None
+    headings = (
+        await session.exec(
+            select(Section.number, Section.heading)
+            .where(Section.document_version_id == version.id)
+            .order_by(col(Section.position))
+        )
+    ).all()
+    return RoundOverview(
+        round=detail,
+        document_id=document.id or 0,
+        document_title=document.title,
+        version_number=version.number,
+        section_headings=dict(headings),
+        organisation_names={task.organisation_key: task.organisation_name for task in detail.tasks},
+        sign_offs=await rounds.list_sign_offs(session, round_id=round_id),
+        comments=await rounds.list_comments(session, round_id=round_id),
+    )
+
+
+async def new_round_choices(session: AsyncSession) -> RoundFormChoices:
+    versions = [
+        VersionChoice(
+            id=version.id,
+            document_id=document.id,
+            document_title=document.title,
+            number=version.number,
+            source_filename=version.source_filename,
+            created_at=version.created_at,
+            sections=version.sections,
+        )
+        for document in await documents.list_documents(session)
+        for version in document.versions
+    ]
+    versions.sort(key=lambda version: (version.created_at, version.id), reverse=True)
+    counts = dict(
+        (
+            await session.exec(
+                select(Organisation.kind, func.count())
+                .where(col(Organisation.archived_at).is_(None))
+                .group_by(col(Organisation.kind))
+            )
+        ).all()
+    )
+    return RoundFormChoices(
+        versions=versions,
+        organisations_by_kind={kind: counts[kind] for kind in OrganisationKind if counts.get(kind)},
+    )

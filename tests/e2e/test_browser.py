@@ -1,0 +1,139 @@
+"""A focal point's visit in a real browser: read, comment on a paragraph, edit, sign off by double-click.
+
+Served over real HTTP by uvicorn; Chromium runs review.js. SQLite only: this is about the page.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, expect
+from sqlmodel import select
+
+from models.reviews import Comment, SignOff
+from services import links
+from services.db import Database
+from services.settings import Settings
+from services.web.app import create_app
+from tests.e2e.conftest import CHROMIUM
+from tests.harness import ServedApp
+from tests.web.test_review_page import SECTIONS, RecordingScheduler, build_round
+
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package", allow_module_level=True)
+
+pytestmark = [pytest.mark.browser, pytest.mark.parametrize("backend", ["sqlite"])]
+SCREENSHOTS = Path("/tmp")
+
+
+async def test_a_focal_point_comments_edits_and_signs_off(
+    chromium: Browser, db: Database, settings: Settings, backend: str
+) -> None:
+    started = time.monotonic()
+    built = await build_round(db, settings)
+    token = links.token_of(built.links["ministry-of-interior"][0], settings.secret_key)
+    sections = {section.number: section for section in built.sections}
+    app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
+    served = ServedApp(app)
+    settings.public_base_url = served.url
+    async with served:
+        context = await chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        # Console errors, and every failed response of the page's own requests (the browser's own
+        # /favicon.ico probe is neither: base.html declares no icon, see the report).
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(message.text)
+                if message.type == "error" and not message.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        page.on(
+            "response",
+            lambda response: (
+                errors.append(f"{response.status} {response.url}") if response.status >= 400 else None
+            ),
+        )
+
+        # The focal point opens the emailed link and reads section 4.
+        await page.goto(f"{served.url}/t/{token}")
+        await expect(page.locator("h1")).to_have_text("Migration strategy, round 1")
+        await expect(page.locator(".facts")).to_contain_text("Ministry of Interior")
+        await page.get_by_role("link", name="4. Labour migration").click()
+        section = page.locator(f"#s-{sections['4'].id}")
+        await expect(section.locator("h2")).to_have_text("4. Labour migration")
+        await expect(section.locator("#p-4-2")).to_contain_text("labour shortage list")
+        await page.screenshot(path=str(SCREENSHOTS / "roundtable-review-page.png"), full_page=True)
+
+        # Clicking paragraph number 4.2 opens the section's comment form with 4.2 chosen.
+        add_form = section.locator("details.add-comment")
+        await expect(add_form).not_to_have_attribute("open", "")
+        await section.locator("#p-4-2 .para-number").click()
+        await expect(add_form).to_have_attribute("open", "")
+        await expect(add_form.locator("select[name=paragraph]")).to_have_value("4.2")
+        body = add_form.locator("textarea[name=body]")
+        await expect(body).to_be_focused()
+        await page.keyboard.type("The list should also be agreed with the regional employment offices.")
+        await add_form.locator("select[name=kind]").select_option("substantive")
+        await add_form.locator("textarea[name=proposed_wording]").fill(
+            "…agreed with employers' organisations, trade unions and regional employment offices."
+        )
+        await add_form.get_by_role("button", name="Save comment").click()
+
+        await expect(page.get_by_role("status")).to_have_text("Your comment was saved.")
+        comment = page.locator("article.comment")
+        await expect(comment).to_have_count(1)
+        await expect(comment).to_contain_text("regional employment offices.")
+        await expect(comment).to_contain_text("¶ 4.2")
+        await expect(comment.locator("blockquote.proposal")).to_contain_text("trade unions and regional")
+        assert re.search(r"#comment-\d+$", page.url)
+
+        # Edits it.
+        await comment.locator("summary", has_text="Edit or withdraw").click()
+        edit = comment.locator("form[action$='/edit']")
+        await expect(edit.locator("select[name=paragraph]")).to_have_value("4.2")
+        await edit.locator("textarea[name=body]").fill(
+            "Agree the list with the regional employment offices too."
+        )
+        await edit.get_by_role("button", name="Save changes").click()
+        await expect(page.get_by_role("status")).to_have_text("Your comment was updated.")
+        await expect(page.locator("article.comment")).to_contain_text("regional employment offices too.")
+        await expect(page.locator("article.comment .comment-meta")).to_contain_text("edited")
+
+        # Signs off, double-clicking the button.
+        form = page.locator("#sign-off-form")
+        await form.locator("input[value=approve_with_comments]").check()
+        await form.locator("textarea[name=statement]").fill("Approved subject to our comment on 4.2.")
+        await form.locator("input[name=signer_name]").fill("Arben Hoxha")
+        await form.locator("input[name=signer_title]").fill("Director of Migration Policy")
+        await form.locator("input[name=authorised]").check()
+        await form.get_by_role("button", name="Sign off for the organisation").dblclick()
+
+        await page.wait_for_url(re.compile(r"done=signed"))
+        receipt = page.locator("#receipt")
+        await expect(receipt).to_contain_text("Arben Hoxha, Director of Migration Policy")
+        await expect(receipt).to_contain_text("Approve with comments")
+        for number in SECTIONS:
+            await expect(receipt.locator("code.hash-full", has_text=sections[number].sha256)).to_have_count(1)
+        await expect(page.locator("#sign-off-form")).to_have_count(0)
+        await expect(page.locator(".badge")).to_have_text("signed off")
+        await page.screenshot(path=str(SCREENSHOTS / "roundtable-review-receipt.png"), full_page=True)
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.goto(f"{served.url}/t/{token}")
+        await page.screenshot(path=str(SCREENSHOTS / "roundtable-review-phone.png"), full_page=False)
+        await context.close()
+
+    async with db.session() as session:
+        sign_offs = (await session.exec(select(SignOff))).all()
+        comments = (await session.exec(select(Comment))).all()
+    assert len(sign_offs) == 1
+    assert sign_offs[0].signer_title == "Director of Migration Policy"
+    assert [(c.paragraph, c.revision, str(c.kind)) for c in comments] == [("4.2", 2, "substantive")]
+    assert errors == []
+    assert time.monotonic() - started < 30

@@ -1,0 +1,550 @@
+"""The coordinator console as a coordinator and an auditor use it: forms, cookies, redirects."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from models.enums import Role
+from models.rounds import RoundCreate
+from models.users import UserCreate
+from services import audit, console_views, documents, organisations, rounds, users
+from services.db import Database
+from services.settings import Settings
+from services.web.app import create_app
+from services.web.deps import CONSOLE_COOKIE
+from tests.conftest import Stack
+from tests.harness import TEST_ACTOR, eventually, fixture_path
+
+ZONE = "Europe/Tirane"
+PASSWORD = "correct horse battery staple"
+COORDINATOR = "coordinator@secretariat.example"
+AUDITOR = "auditor@audit.example"
+HTML = {"Accept": "text/html"}
+KEYS = ["ministry-of-interior", "municipality-tirane"]
+
+
+async def create_login(db: Database, email: str, role: Role) -> None:
+    async with db.write_session() as session:
+        await users.create_user(
+            session, data=UserCreate(email=email, role=role, password=PASSWORD), actor=TEST_ACTOR
+        )
+
+
+@pytest.fixture
+def console_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"timezone": ZONE})
+
+
+@pytest.fixture
+async def console(db: Database, console_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser on the app (it keeps cookies), with a coordinator and an auditor account that can sign in."""
+    await create_login(db, COORDINATOR, Role.coordinator)
+    await create_login(db, AUDITOR, Role.auditor)
+    app = create_app(console_settings, db=db)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=HTML
+    ) as client:
+        yield client
+
+
+def csrf_of(page: httpx.Response) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+async def sign_in(
+    client: httpx.AsyncClient, email: str = COORDINATOR, password: str = PASSWORD, next_path: str = ""
+) -> httpx.Response:
+    form = await client.get("/console/login")
+    assert form.status_code == 200
+    return await client.post(
+        "/console/login",
+        data={"csrf_token": csrf_of(form), "email": email, "password": password, "next": next_path},
+    )
+
+
+async def submit(
+    client: httpx.AsyncClient,
+    page_path: str,
+    action: str,
+    data: dict[str, str | list[str]] | None = None,
+    files: dict[str, tuple[str, bytes, str]] | None = None,
+) -> httpx.Response:
+    """Open a page and submit one of its forms with the page's CSRF token, as a console would."""
+    page = await client.get(page_path)
+    assert page.status_code == 200, page.text
+    return await client.post(action, data={"csrf_token": csrf_of(page), **(data or {})}, files=files)
+
+
+async def import_registry(client: httpx.AsyncClient) -> httpx.Response:
+    content = fixture_path("stakeholders-albania.csv").read_bytes()
+    return await submit(
+        client,
+        "/console/organisations",
+        "/console/organisations/import",
+        files={"file": ("stakeholders-albania.csv", content, "text/csv")},
+    )
+
+
+async def upload_draft(client: httpx.AsyncClient) -> httpx.Response:
+    content = fixture_path("draft-migration-governance-strategy.md").read_bytes()
+    return await submit(
+        client,
+        "/console/documents",
+        "/console/documents",
+        data={"title": "Migration governance strategy"},
+        files={"file": ("draft-migration-governance-strategy.md", content, "text/markdown")},
+    )
+
+
+def round_form(page: httpx.Response, **changes: str | list[str]) -> dict[str, str | list[str]]:
+    """The new-round form as the page offers it (first version, all its sections), with changes."""
+    version = re.search(r'<option value="(\d+)"', page.text)
+    assert version, "no draft version to choose"
+    sections = re.findall(rf'name="sections" value="({version.group(1)}:[^"]+)" checked', page.text)
+    assert sections
+    in_ten_days = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=10)
+    form: dict[str, str | list[str]] = {
+        "csrf_token": csrf_of(page),
+        "title": "Migration strategy, round 1",
+        "document_version_id": version.group(1),
+        "deadline": f"{in_ten_days.isoformat()}T17:00",
+        "organisations": "keys",
+        "organisation_keys": "\n".join(KEYS),
+        "sections": sections,
+    }
+    return {**form, **changes}
+
+
+async def round_count(db: Database) -> int:
+    async with db.session() as session:
+        return len(await console_views.list_rounds(session))
+
+
+async def prepare_round(db: Database) -> int:
+    """Registry, draft and a draft round made through the services, for tests about something else."""
+    async with db.write_session() as session:
+        await organisations.import_csv(
+            session, content=fixture_path("stakeholders-albania.csv").read_bytes(), actor=TEST_ACTOR
+        )
+    async with db.write_session() as session:
+        document = await documents.create_document(
+            session,
+            title="Migration governance strategy",
+            filename="draft.md",
+            content=fixture_path("draft-migration-governance-strategy.md").read_bytes(),
+            actor=TEST_ACTOR,
+        )
+    async with db.write_session() as session:
+        created = await rounds.create_round(
+            session,
+            data=RoundCreate(
+                title="Migration strategy, round 1",
+                document_version_id=document.versions[0].id,
+                deadline=datetime.now(UTC) + timedelta(days=7),
+                organisation_keys=KEYS,
+            ),
+            actor=TEST_ACTOR,
+            user_id=None,
+        )
+    return created.id
+
+
+# ------------------------------------------------------------------------------------------ sign-in
+
+
+async def test_a_wrong_password_is_refused_with_a_message_and_no_session(console: httpx.AsyncClient) -> None:
+    response = await sign_in(console, password="not the password")
+    assert response.status_code == 401
+    assert "Wrong email or password" in response.text
+    assert 'value="coordinator@secretariat.example"' in response.text  # what was typed stays
+    assert CONSOLE_COOKIE not in console.cookies
+    still_out = await console.get("/console")
+    assert (still_out.status_code, still_out.headers["location"]) == (303, "/console/login?next=/console")
+
+
+async def test_console_pages_send_the_signed_out_to_sign_in_and_back(console: httpx.AsyncClient) -> None:
+    for path in [
+        "/console/organisations?kind=ministry",
+        "/console/documents",
+        "/console/audit",
+        "/console/rounds/new",
+    ]:
+        response = await console.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/console/login?next=/console/")
+    response = await sign_in(console, next_path="/console/organisations?kind=ministry")
+    assert (response.status_code, response.headers["location"]) == (
+        303,
+        "/console/organisations?kind=ministry",
+    )
+    cookie = next(cookie for cookie in console.cookies.jar if cookie.name == CONSOLE_COOKIE)
+    assert cookie.path == "/console"
+    assert cookie.has_nonstandard_attr("HttpOnly")
+    page = await console.get("/console")
+    assert page.status_code == 200
+    assert "coordinator@secretariat.example" in page.text
+    assert "coordinator" in page.text
+    assert "Sign out" in page.text
+    assert 'href="/dev/mail"' in page.text  # not production
+
+
+async def test_sign_in_never_redirects_to_another_site(console: httpx.AsyncClient) -> None:
+    for target in ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"]:
+        response = await sign_in(console, next_path=target)
+        assert (response.status_code, response.headers["location"]) == (303, "/console"), target
+        console.cookies.delete(CONSOLE_COOKIE)
+
+
+async def test_signing_out_ends_the_session(console: httpx.AsyncClient) -> None:
+    await sign_in(console)
+    secret = console.cookies[CONSOLE_COOKIE]
+    response = await submit(console, "/console", "/console/logout")
+    assert (response.status_code, response.headers["location"]) == (303, "/console/login")
+    assert CONSOLE_COOKIE not in console.cookies
+    assert (await console.get("/console")).status_code == 303
+    # The old secret is revoked, not just forgotten by this console.
+    console.cookies.set(CONSOLE_COOKIE, secret, domain="testserver", path="/console")
+    assert (await console.get("/console")).status_code == 303
+
+
+# ---------------------------------------------------------------------------- a coordinator's work
+
+
+async def test_a_coordinator_imports_uploads_and_creates_a_round(
+    db: Database, console: httpx.AsyncClient
+) -> None:
+    await sign_in(console)
+
+    imported = await import_registry(console)
+    assert (imported.status_code, imported.headers["location"]) == (
+        303,
+        "/console/organisations?created=88&updated=0&unchanged=0",
+    )
+    registry = await console.get(imported.headers["location"])
+    assert "88 created, 0 updated, 0 unchanged" in registry.text
+    assert registry.text.count('id="organisation-') == 88
+    assert "migration.fp@ministry-of-interior.gov.example" in registry.text
+    again = await console.get((await import_registry(console)).headers["location"])
+    assert "0 created, 0 updated, 88 unchanged" in again.text
+    ministries = await console.get("/console/organisations?kind=ministry")
+    assert 0 < ministries.text.count('id="organisation-') < 88
+    assert "municipality-tirane" not in ministries.text
+
+    uploaded = await upload_draft(console)
+    assert uploaded.status_code == 303
+    drafts = await console.get("/console/documents")
+    assert "Migration governance strategy" in drafts.text
+    assert "13 sections" in drafts.text
+    assert "Annex 1" in drafts.text
+    assert "Labour migration" in drafts.text
+
+    form_page = await console.get("/console/rounds/new")
+    assert ZONE in form_page.text
+    form = round_form(form_page)
+    created = await console.post("/console/rounds", data=form)
+    assert created.status_code == 303, created.text
+    location = created.headers["location"]
+    round_id = int(re.fullmatch(r"/console/rounds/(\d+)\?done=created", location).group(1))  # type: ignore[union-attr]
+
+    async with db.session() as session:
+        stored = await rounds.get_round(session, round_id=round_id)
+    # 17:00 on the form is 17:00 in Tirana, whatever the server's own zone.
+    typed = datetime.fromisoformat(str(form["deadline"])).replace(tzinfo=ZoneInfo(ZONE))
+    assert stored.deadline == typed.astimezone(UTC)
+    assert sorted(task.organisation_key for task in stored.tasks) == KEYS
+    assert all(len(task.section_numbers) == 13 for task in stored.tasks)
+
+    page = await console.get(location)
+    assert "The round was created as a draft" in page.text
+    assert "Ministry of Interior" in page.text
+    assert "Municipality of Tiranë" in page.text
+    assert f'action="/console/rounds/{round_id}/launch"' in page.text
+    assert f'href="/console/audit?round_id={round_id}"' in page.text
+    listing = await console.get("/console")
+    assert "Migration strategy, round 1" in listing.text
+    assert "0 / 2" in listing.text
+    assert "New round" in listing.text
+
+
+async def test_a_round_on_kinds_and_chosen_sections(db: Database, console: httpx.AsyncClient) -> None:
+    await sign_in(console)
+    await import_registry(console)
+    await upload_draft(console)
+    page = await console.get("/console/rounds/new")
+    sections = round_form(page)["sections"]
+    form = round_form(
+        page, organisations="kinds", organisation_kinds=["municipality"], sections=list(sections[3:5])
+    )
+    created = await console.post("/console/rounds", data=form)
+    assert created.status_code == 303, created.text
+    async with db.session() as session:
+        (listed,) = await console_views.list_rounds(session)
+        stored = await rounds.get_round(session, round_id=listed.id)
+    assert {task.organisation_kind for task in stored.tasks} == {"municipality"}
+    assert {tuple(task.section_numbers) for task in stored.tasks} == {("4", "5")}
+
+
+async def test_forms_without_the_csrf_token_are_refused(db: Database, console: httpx.AsyncClient) -> None:
+    await sign_in(console)
+    content = fixture_path("stakeholders-albania.csv").read_bytes()
+    refused = await console.post(
+        "/console/organisations/import",
+        data={"csrf_token": "forged"},
+        files={"file": ("registry.csv", content, "text/csv")},
+    )
+    assert refused.status_code == 403
+    assert "did not come from this site" in refused.text
+    async with db.session() as session:
+        assert await organisations.list_organisations(session) == []
+
+    await import_registry(console)
+    await upload_draft(console)
+    form = round_form(await console.get("/console/rounds/new"))
+    del form["csrf_token"]
+    refused = await console.post("/console/rounds", data=form)
+    assert refused.status_code == 403
+    assert await round_count(db) == 0
+
+    refused = await console.post("/console/logout", data={})
+    assert refused.status_code == 403
+    assert (await console.get("/console")).status_code == 200  # still signed in
+
+
+async def test_a_bad_round_form_comes_back_with_the_message(db: Database, console: httpx.AsyncClient) -> None:
+    await sign_in(console)
+    await import_registry(console)
+    await upload_draft(console)
+    page = await console.get("/console/rounds/new")
+
+    yesterday = datetime.now(ZoneInfo(ZONE)).date() - timedelta(days=1)
+    past = await console.post(
+        "/console/rounds", data=round_form(page, title="Too late", deadline=f"{yesterday}T09:00")
+    )
+    assert past.status_code == 422
+    assert "the deadline must be in the future" in past.text
+    assert 'value="Too late"' in past.text  # what was typed is still there
+    assert f'value="{yesterday}T09:00"' in past.text
+
+    unknown = await console.post(
+        "/console/rounds", data=round_form(page, organisation_keys="ministry-of-interior\nno-such-ministry")
+    )
+    assert unknown.status_code == 422
+    assert "unknown organisation key &#39;no-such-ministry&#39;" in unknown.text
+    assert "no-such-ministry</textarea>" in unknown.text
+
+    skipped = _clocks_forward_next_year()
+    gap = await console.post("/console/rounds", data=round_form(page, deadline=f"{skipped}T02:30"))
+    assert gap.status_code == 422
+    assert f"does not exist in {ZONE}" in gap.text
+
+    for changes in [
+        {"title": "x"},
+        {"deadline": "next tuesday"},
+        {"document_version_id": "999999"},
+        {"organisations": "kinds"},
+        {"sections": []},
+    ]:
+        response = await console.post("/console/rounds", data=round_form(page, **changes))
+        assert 400 <= response.status_code < 500, changes
+        assert "Not saved." in response.text, changes
+    assert await round_count(db) == 0
+
+
+def _clocks_forward_next_year() -> date:
+    """The last Sunday of March next year, when 02:00-03:00 does not exist in Europe/Tirane."""
+    end_of_march = date(date.today().year + 1, 3, 31)
+    return end_of_march - timedelta(days=(end_of_march.weekday() + 1) % 7)
+
+
+async def test_a_registry_file_with_bad_lines_imports_nothing(
+    db: Database, console: httpx.AsyncClient
+) -> None:
+    await sign_in(console)
+    bad = (
+        b"key,name_en,kind,focal_point_email\n"
+        b"ministry-of-interior,Ministry of Interior,ministry,fp@interior.gov.example\n"
+        b"Bad Key,Somebody,ministry,not-an-email\n"
+    )
+    response = await submit(
+        console,
+        "/console/organisations",
+        "/console/organisations/import",
+        files={"file": ("registry.csv", bad, "text/csv")},
+    )
+    assert response.status_code == 422
+    assert "nothing was imported" in response.text
+    assert "line 3: key:" in response.text
+    assert "line 3: focal_point_email" in response.text
+    async with db.session() as session:
+        assert await organisations.list_organisations(session) == []
+
+
+async def test_a_revised_draft_becomes_the_next_version(console: httpx.AsyncClient) -> None:
+    await sign_in(console)
+    await upload_draft(console)
+    page = await console.get("/console/documents")
+    action = re.search(r'action="(/console/documents/\d+/versions)"', page.text).group(1)  # type: ignore[union-attr]
+    revised = (
+        fixture_path("draft-migration-governance-strategy.md").read_bytes() + b"\n\n## 13. Review\n\nNew.\n"
+    )
+    response = await console.post(
+        action, data={"csrf_token": csrf_of(page)}, files={"file": ("revised.md", revised, "text/markdown")}
+    )
+    assert response.status_code == 303, response.text
+    page = await console.get("/console/documents")
+    assert "Version 2 · revised.md · 14 sections" in page.text
+
+    not_a_draft = await console.post(
+        action,
+        data={"csrf_token": csrf_of(page)},
+        files={"file": ("notes.pdf", b"%PDF-1.4", "application/pdf")},
+    )
+    assert not_a_draft.status_code == 422
+    assert "is not a draft this service can read" in not_a_draft.text
+
+
+# ---------------------------------------------------------------------------------------- auditors
+
+
+async def test_an_auditor_sees_every_page_but_cannot_change_anything(
+    db: Database, console: httpx.AsyncClient
+) -> None:
+    round_id = await prepare_round(db)
+    await sign_in(console, AUDITOR)
+    pages = {
+        path: await console.get(path)
+        for path in [
+            "/console",
+            f"/console/rounds/{round_id}",
+            "/console/rounds/new",
+            "/console/organisations",
+            "/console/documents",
+            "/console/audit",
+        ]
+    }
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert "auditor@audit.example" in page.text
+        # The only form an auditor gets is the one that signs them out.
+        assert re.findall(r'<form method="post" action="([^"]+)"', page.text) == ["/console/logout"], path
+    assert "New round" not in pages["/console"].text
+    assert "Migration strategy, round 1" in pages["/console"].text
+    assert "Ministry of Interior" in pages[f"/console/rounds/{round_id}"].text
+    missing = await console.get("/console/rounds/999")
+    assert missing.status_code == 404
+    assert "round 999 does not exist" in missing.text
+
+    token = csrf_of(pages["/console"])
+    for action in [
+        "/console/rounds",
+        f"/console/rounds/{round_id}/launch",
+        "/console/organisations/import",
+        "/console/documents",
+        "/console/documents/1/versions",
+    ]:
+        response = await console.post(action, data={"csrf_token": token, "title": "Sneaky"})
+        assert response.status_code == 403, action
+        assert "change nothing" in response.text
+    async with db.session() as session:
+        assert (await rounds.get_round(session, round_id=round_id)).status == "draft"
+        assert await round_count(db) == 1
+
+
+# ------------------------------------------------------------------------------------- audit trail
+
+
+async def test_the_audit_pages_show_and_export_the_chain(db: Database, console: httpx.AsyncClient) -> None:
+    round_id = await prepare_round(db)
+    await sign_in(console, AUDITOR)
+    events = await console.get("/console/audit")
+    assert "organisations.imported" in events.text
+    assert "user.signed_in" in events.text
+    of_round = await console.get(f"/console/audit?round_id={round_id}")
+    assert "round.created" in of_round.text
+    assert "organisations.imported" not in of_round.text
+    assert (await console.get("/console/audit?round_id=abc")).status_code == 422
+
+    export = await console.get("/console/audit/export")
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    result = audit.verify_lines(export.text.splitlines())
+    assert result.ok, result.describe()
+    assert result.events >= 5
+
+    await submit(console, "/console", "/console/logout")
+    assert (await console.get("/console/audit/export")).status_code == 303
+
+
+async def test_the_audit_log_pages_through_the_events(db: Database, console: httpx.AsyncClient) -> None:
+    async with db.write_session() as session:
+        for number in range(120):
+            await audit.append(session, actor=TEST_ACTOR, action="test.filler", data={"n": number})
+        await session.commit()
+    await sign_in(console)
+    first = await console.get("/console/audit")
+    assert first.text.count('id="event-') == 100
+    next_link = re.search(r'href="(/console/audit\?after_seq=\d+)">Next page', first.text).group(1)  # type: ignore[union-attr]
+    second = await console.get(next_link)
+    assert 0 < second.text.count('id="event-') <= 100
+    assert 'id="event-101"' in second.text
+
+
+# --------------------------------------------------------------- with the scheduler and the SMTP sink
+
+
+def app_reading_the_sink(stack: Stack) -> httpx.AsyncClient:
+    """The stack's app: its dev mailbox viewer reads the directory the stack's sink files into."""
+    settings = stack.settings.model_copy(update={"timezone": ZONE})
+    app = create_app(settings, db=stack.db, scheduler=stack.scheduler)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=HTML
+    )
+
+
+async def test_launching_from_the_console_sends_the_invitations(stack: Stack, tmp_path: Path) -> None:
+    await create_login(stack.db, "lead@secretariat.example", Role.coordinator)
+    async with app_reading_the_sink(stack) as console:
+        await sign_in(console, "lead@secretariat.example")
+        await import_registry(console)
+        await upload_draft(console)
+        created = await console.post(
+            "/console/rounds", data=round_form(await console.get("/console/rounds/new"))
+        )
+        round_path = created.headers["location"].split("?")[0]
+
+        launched = await submit(console, round_path, f"{round_path}/launch")
+        assert (launched.status_code, launched.headers["location"]) == (303, f"{round_path}?done=launched")
+        page = await console.get(launched.headers["location"])
+        assert "The round was launched" in page.text
+        assert "Launch round" not in page.text
+
+        # Focal point and alternate of each of the two organisations.
+        await eventually(lambda: _count(stack), lambda count: count >= 4)
+        inbox = await console.get("/dev/mail")
+        assert inbox.status_code == 200
+        review_links = set(re.findall(r'href="(http://testserver/t/[A-Za-z0-9_-]+)"', inbox.text))
+        assert len(review_links) == 4
+        review = await console.get(next(iter(review_links)).removeprefix("http://testserver"))
+        assert review.status_code == 200
+        assert "Migration strategy, round 1" in review.text
+
+        # A second launch (another tab, a double click) starts nothing new.
+        again = await submit(console, round_path, f"{round_path}/launch")
+        assert (again.status_code, again.headers["location"]) == (303, f"{round_path}?done=already-open")
+        page = await eventually(
+            lambda: console.get(round_path), lambda response: response.text.count("badge-invited") == 2
+        )
+        assert "invited" in page.text
+
+
+async def _count(stack: Stack) -> int:
+    return stack.mailbox.count()

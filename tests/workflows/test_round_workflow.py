@@ -1,0 +1,173 @@
+"""The round scheduler on real Temporal servers, a real SMTP sink and both databases."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, select
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from models.enums import Decision, RoundStatus, TaskStatus
+from models.reviews import AccessLink, SignOffCreate
+from models.rounds import ReviewTask, Round
+from notifications.mailbox import DevMailbox
+from services import links, reviews
+from services.db import Database
+from services.reviews import ClientInfo
+from services.settings import Settings
+from tests.conftest import TEMPORAL_TEST_SERVER, Stack
+from tests.harness import TEST_ACTOR, WorkerHandle, eventually, messages_to, seed_round, user_id_of
+from workflows.client import Scheduler, launch_round, round_workflow_id
+
+THREE = ["ministry-of-interior", "ministry-of-finance", "municipality-tirane"]
+CLIENT = ClientInfo(ip="127.0.0.1", user_agent="pytest")
+
+
+async def links_of(db: Database, round_id: int) -> list[AccessLink]:
+    async with db.session() as session:
+        return list(await session.exec(select(AccessLink).where(AccessLink.round_id == round_id)))
+
+
+async def sign_off_task(db: Database, settings: Settings, link: AccessLink, decision: Decision) -> None:
+    async with db.write_session() as session:
+        await reviews.sign_off(
+            session,
+            token=links.token_of(link, settings.secret_key),
+            data=SignOffCreate(
+                decision=decision,
+                statement="Agreed by the directorate.",
+                signer_name="Elira Marku",
+                signer_title="Director General",
+                submission_id=uuid.uuid4().hex,
+            ),
+            client=CLIENT,
+        )
+
+
+async def round_row(db: Database, round_id: int) -> Round:
+    async with db.session() as session:
+        found = await session.get(Round, round_id)
+    assert found is not None
+    return found
+
+
+async def task_statuses(db: Database, round_id: int) -> Counter[str]:
+    async with db.session() as session:
+        rows = await session.exec(select(ReviewTask.status).where(ReviewTask.round_id == round_id))
+        return Counter(str(status) for status in rows)
+
+
+async def test_launching_twice_starts_one_scheduler_and_one_invitation_each(stack: Stack) -> None:
+    round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), keys=THREE)
+
+    first = await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
+    second = await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
+
+    assert (first, second) == (True, False)
+    links_ = await eventually(lambda: links_of(stack.db, round_id), lambda found: len(found) == 6)
+    await eventually(lambda: _mail_count(stack.mailbox), lambda count: count == 6)
+    runs = [run async for run in stack.client.list_workflows(f"WorkflowId = '{round_workflow_id(stack.settings, round_id)}'")]
+    assert len(runs) == 1
+    for link in links_:
+        assert len(messages_to(stack.mailbox, link.email)) == 1
+
+
+async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> None:
+    """Small batches so the restart lands between them; every invitation still arrives exactly once."""
+    settings = stack.settings.model_copy(update={"invitation_batch_size": 10})
+    await stack.worker.stop()
+    worker = WorkerHandle(stack.client, stack.db, settings)
+    await worker.start()
+    coordinator = await user_id_of(stack.db, "coordinator@secretariat.example")
+    round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), created_by=coordinator)
+    await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
+
+    await eventually(lambda: _mail_count(stack.mailbox), lambda count: count >= 20, every=0.01)
+    await worker.stop()
+    interrupted_at = stack.mailbox.count()
+    await worker.start()
+
+    every_link = await links_of(stack.db, round_id)
+    assert len(every_link) == 88 + 82  # 88 focal points and the 82 organisations with an alternate
+    await eventually(lambda: _mail_count(stack.mailbox), lambda count: count == len(every_link))
+    assert interrupted_at < len(every_link)
+    per_recipient = Counter(address for link in every_link for address in [link.email])
+    for address in per_recipient:
+        assert len(messages_to(stack.mailbox, address)) == 1, address
+
+    await worker.stop()  # signed off while no worker runs: the wake-up waits in Temporal
+    focal_points = [link for link in every_link if link.role == "focal_point"]
+    for link in focal_points:
+        await sign_off_task(stack.db, settings, link, Decision.approve)
+    await stack.scheduler.wake(round_id)
+    await worker.start()
+    try:
+        handle = stack.client.get_workflow_handle(round_workflow_id(stack.settings, round_id))
+        assert await handle.result() == "closed"
+    finally:
+        await worker.stop()
+    closed = await round_row(stack.db, round_id)
+    assert (closed.status, closed.close_reason) == (RoundStatus.closed, "all_signed_off")
+    assert await task_statuses(stack.db, round_id) == {"signed_off": 88}
+    assert len(messages_to(stack.mailbox, "coordinator@secretariat.example")) == 1
+
+
+async def _mail_count(mailbox: DevMailbox) -> int:
+    return mailbox.count()
+
+
+@pytest.fixture
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEMPORAL_TEST_SERVER))
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
+    db: Database, stack_settings: Settings, time_skipping_env: WorkflowEnvironment, mailbox: DevMailbox
+) -> None:
+    """Two weeks pass in seconds on the time-skipping server; activities still use the real DB and SMTP."""
+    from tests.harness import create_account
+    from models.enums import Role
+
+    await create_account(db, "coordinator@secretariat.example", Role.coordinator)
+    coordinator = await user_id_of(db, "coordinator@secretariat.example")
+    deadline = datetime.now(UTC) + timedelta(days=14)
+    round_id = await seed_round(db, deadline=deadline, keys=THREE, created_by=coordinator)
+    scheduler = Scheduler(stack_settings, client=time_skipping_env.client)
+
+    async with WorkerHandle(time_skipping_env.client, db, stack_settings):
+        await launch_round(db, scheduler, round_id=round_id, actor=TEST_ACTOR)
+        # Finds the running scheduler; a handle from start_workflow is the one that skips time in result().
+        handle = await scheduler.start_round(round_id)
+        with time_skipping_env.auto_time_skipping_disabled():
+            await eventually(lambda: _mail_count(mailbox), lambda count: count == 6)
+            interior = next(
+                link
+                for link in await links_of(db, round_id)
+                if link.role == "focal_point" and "ministry-of-interior" in link.email
+            )
+            await sign_off_task(db, stack_settings, interior, Decision.object)
+        assert await handle.result() == "closed"
+        description = await handle.describe()
+
+    assert description.status == WorkflowExecutionStatus.COMPLETED
+    closed = await round_row(db, round_id)
+    assert closed.status == RoundStatus.closed
+    assert closed.close_reason == "deadline"
+    assert closed.closed_at is not None and closed.closed_at >= deadline
+    assert await task_statuses(db, round_id) == {"signed_off": 1, "no_response": 2}
+    async with db.session() as session:
+        unsigned = await session.exec(
+            select(ReviewTask).where(ReviewTask.round_id == round_id, col(ReviewTask.status) == TaskStatus.no_response)
+        )
+        assert all(task.completed_at == closed.closed_at for task in unsigned)
+    (notice,) = messages_to(mailbox, "coordinator@secretariat.example")
+    assert "Ministry of Interior" in (notice.text or "")
