@@ -1,4 +1,4 @@
-"""Email addresses as the registry accepts them: the form is checked, deliverability is the mail server's call.
+"""Email addresses as the registry accepts them: the form is checked; deliverability is for the mail server.
 
 A strict RFC/DNS check would refuse addresses that ministries really use (a domain label ending in a
 hyphen, say) and block a whole registry import; a refused invitation is recorded and shown instead.

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-
-import sqlalchemy as sa
 from typing import Annotated
 
+import sqlalchemy as sa
 from pydantic import StringConstraints
 from sqlmodel import Field, SQLModel
 

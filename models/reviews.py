@@ -110,7 +110,9 @@ class SignOffBase(SQLModel):
 
 class SignOffCreate(SignOffBase):
     submission_id: str = Field(
-        min_length=8, max_length=64, description="Form nonce; a repeated submission returns the first receipt."
+        min_length=8,
+        max_length=64,
+        description="Form nonce; a repeated submission returns the first receipt.",
     )
 
 

@@ -44,7 +44,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
 
 
 def enum_column(enum: type[StrEnum], length: int) -> sa.types.TypeEngine[Any]:
-    """A StrEnum stored as its value in a VARCHAR (no database enum type to migrate), read back as the enum."""
+    """A StrEnum kept as its value in a VARCHAR (no database enum type to migrate), read back as the enum."""
     return sa.Enum(
         enum,
         native_enum=False,

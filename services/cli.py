@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -32,7 +33,9 @@ def _logging() -> None:
 
 @app.command()
 def dev(
-    demo: Annotated[bool, typer.Option(help="Load the demo registry, draft and round into an empty database.")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Load the demo registry, draft and round into an empty database.")
+    ] = False,
     port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
 ) -> None:
     """Run the whole embedded stack under ./.roundtable/: Temporal, worker, web app, dev mailbox."""
@@ -71,10 +74,8 @@ def worker() -> None:
     _logging()
     settings = get_settings()
     settings.check_production_ready()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
-    except KeyboardInterrupt:
-        pass
 
 
 @db_app.command("upgrade")
@@ -140,7 +141,9 @@ def users_token(email: Annotated[str, typer.Option(help="Whose token.")]) -> Non
 
 
 @audit_app.command("verify")
-def audit_verify(file: Annotated[Path, typer.Argument(help="A JSON Lines export of the audit trail.")]) -> None:
+def audit_verify(
+    file: Annotated[Path, typer.Argument(help="A JSON Lines export of the audit trail.")],
+) -> None:
     """Check the hash chain of an export; exit status 0 only if it is intact."""
     from services.audit import verify_lines
 
@@ -155,7 +158,9 @@ def audit_verify(file: Annotated[Path, typer.Argument(help="A JSON Lines export 
 
 @audit_app.command("export")
 def audit_export(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write; default stdout.")
+    ] = None,
 ) -> None:
     """Write the whole audit trail from the database as JSON Lines."""
     from services import audit

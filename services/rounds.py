@@ -61,7 +61,9 @@ async def get_round_row(session: AsyncSession, *, round_id: int, lock: bool = Fa
     return found
 
 
-async def create_round(session: AsyncSession, *, data: RoundCreate, actor: Actor, user_id: int | None) -> RoundRead:
+async def create_round(
+    session: AsyncSession, *, data: RoundCreate, actor: Actor, user_id: int | None
+) -> RoundRead:
     if data.deadline <= utcnow():
         raise InvalidInput("the deadline must be in the future")
     sections = await sections_of_version(session, version_id=data.document_version_id)
@@ -176,7 +178,7 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             organisation_kind=organisation.kind,
             status=task.status,
             section_numbers=[section_numbers[section_id] for section_id in task.section_ids],
-            comments=comment_counts.get(task.id, 0),
+            comments=comment_counts.get(task.id or 0, 0),
             decision=task.decision,
             invited_at=task.invited_at,
             completed_at=task.completed_at,
@@ -247,7 +249,9 @@ async def open_round(session: AsyncSession, *, round_id: int, secret_key: str) -
     for task, organisation in rows:
         contacts = [(ContactRole.focal_point, organisation.focal_point_email, organisation.focal_point_name)]
         if organisation.alternate_email:
-            contacts.append((ContactRole.alternate, organisation.alternate_email, organisation.alternate_name))
+            contacts.append(
+                (ContactRole.alternate, organisation.alternate_email, organisation.alternate_name)
+            )
         task_links = [
             links.new_link(
                 secret_key=secret_key,
@@ -269,7 +273,8 @@ async def open_round(session: AsyncSession, *, round_id: int, secret_key: str) -
                 data={
                     "organisation": organisation.key,
                     "links": [
-                        {"link_id": link.id, "role": str(link.role), "email": link.email} for link in task_links
+                        {"link_id": link.id, "role": str(link.role), "email": link.email}
+                        for link in task_links
                     ],
                 },
             )
@@ -296,7 +301,8 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     open_tasks = (
         await session.exec(
             select(func.count()).where(
-                ReviewTask.round_id == round_id, col(ReviewTask.status).not_in([str(s) for s in FINAL_STATUSES])
+                ReviewTask.round_id == round_id,
+                col(ReviewTask.status).not_in([str(s) for s in FINAL_STATUSES]),
             )
         )
     ).one()
@@ -368,7 +374,11 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime) ->
             action="round.closed",
             actor=SYSTEM_ACTOR,
             round_id=round_id,
-            data={"reason": str(reason), "closed_at": closed_at.isoformat(), "tasks": dict(sorted(statuses.items()))},
+            data={
+                "reason": str(reason),
+                "closed_at": closed_at.isoformat(),
+                "tasks": dict(sorted(statuses.items())),
+            },
         )
     )
     await audit.append_many(session, events=events)
@@ -396,7 +406,9 @@ async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosu
             "comments": detail.counts.comments,
         },
         decisions=dict(decisions),
-        no_response=[task.organisation_name for task in detail.tasks if task.status == TaskStatus.no_response],
+        no_response=[
+            task.organisation_name for task in detail.tasks if task.status == TaskStatus.no_response
+        ],
         objections=[task.organisation_name for task in detail.tasks if task.decision == "object"],
         coordinator_email=coordinator.email if coordinator else None,
     )

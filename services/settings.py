@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     task_queue: str = Field(default="roundtable", description="Temporal task queue of the worker.")
     workflow_id_prefix: str = Field(
         default="",
-        description="Put before round-{id} workflow ids when several deployments share one Temporal namespace.",
+        description="Prefix of the round-{id} workflow ids, when deployments share a Temporal namespace.",
     )
     smtp_host: str = Field(default="127.0.0.1", description="SMTP relay host.")
     smtp_port: int = Field(default=1025, description="SMTP relay port.")
@@ -53,7 +53,9 @@ class Settings(BaseSettings):
         default=DEFAULT_SECRET_KEY,
         description="Signs review links and CSRF tokens. Rotating it invalidates every emailed link.",
     )
-    environment: Environment = Field(default=Environment.production, description="production|development|test")
+    environment: Environment = Field(
+        default=Environment.production, description="production|development|test"
+    )
     timezone: str = Field(default="UTC", description="IANA zone in which deadlines are shown to people.")
     data_dir: str = Field(default=".roundtable", description="Run-time data of `roundtable dev`.")
     invitation_batch_size: int = Field(default=200, ge=1, le=2000, description="Invitations per activity.")

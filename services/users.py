@@ -155,4 +155,6 @@ async def count_users(session: AsyncSession) -> int:
 
 
 async def user_exists(session: AsyncSession, *, email: str) -> bool:
-    return (await session.exec(select(User.id).where(User.email == email.strip().lower()))).first() is not None
+    return (
+        await session.exec(select(User.id).where(User.email == email.strip().lower()))
+    ).first() is not None

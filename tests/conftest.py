@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import sys
@@ -28,9 +27,7 @@ from services.web.app import create_app
 from tests.harness import WorkerHandle, create_account
 from workflows.client import Scheduler
 
-POSTGRES_URL = os.environ.get(
-    "ROUNDTABLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+POSTGRES_URL = os.environ.get("ROUNDTABLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 RUN_ID = uuid.uuid4().hex[:8]
 BACKENDS = ["sqlite", "postgresql"]
 TEST_SECRET = "test-secret-key-" + "x" * 40
@@ -43,7 +40,7 @@ def _pg_dsn(database: str) -> str:
 async def _pg_reachable() -> str | None:
     try:
         connection = await asyncpg.connect(_pg_dsn(make_url(POSTGRES_URL).database or "postgres"), timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         return f"{type(exc).__name__}: {exc}"
     await connection.close()
     return None
@@ -88,6 +85,8 @@ class PostgresDatabases:
 async def postgres() -> AsyncIterator[PostgresDatabases | None]:
     problem = await _pg_reachable()
     if problem is not None:
+        if os.environ.get("ROUNDTABLE_TEST_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required here but not reachable ({problem})")
         message = (
             f"PostgreSQL at {POSTGRES_URL} is not reachable ({problem}): "
             "EVERY POSTGRESQL TEST IS SKIPPED. .ci/run starts a server; set ROUNDTABLE_TEST_POSTGRES_URL."

@@ -34,7 +34,9 @@ TEST_ACTOR = Actor(kind=ActorKind.system, id="test")
 async def create_account(db: Database, email: str, role: Role) -> dict[str, str]:
     """An account and the Authorization header of its API token."""
     async with db.write_session() as session:
-        _user, token = await users.create_user(session, data=UserCreate(email=email, role=role), actor=TEST_ACTOR)
+        _user, token = await users.create_user(
+            session, data=UserCreate(email=email, role=role), actor=TEST_ACTOR
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -101,10 +103,11 @@ def free_port() -> int:
 class ServedApp:
     """The web app served by uvicorn on a loopback port, in the test's event loop."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
+    def __init__(self, app: FastAPI, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+            # log_config=None: leave the process's logging alone (uvicorn's default config rewires it).
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off")
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -142,7 +145,9 @@ async def seed_round(
 
     async with db.write_session() as session:
         await organisations.import_csv(
-            session, content=registry or fixture_path("stakeholders-albania.csv").read_bytes(), actor=TEST_ACTOR
+            session,
+            content=registry or fixture_path("stakeholders-albania.csv").read_bytes(),
+            actor=TEST_ACTOR,
         )
     async with db.write_session() as session:
         document = await documents.create_document(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -32,7 +34,9 @@ class RoundActivities:
     async def open_round(self, ref: RoundRef) -> int:
         try:
             async with self.db.write_session() as session:
-                return await rounds.open_round(session, round_id=ref.round_id, secret_key=self.settings.secret_key)
+                return await rounds.open_round(
+                    session, round_id=ref.round_id, secret_key=self.settings.secret_key
+                )
         except NotFound as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 
@@ -77,5 +81,11 @@ class RoundActivities:
             raise ApplicationError("the mail server did not accept the message; retrying")
         return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=0)
 
-    def all(self) -> list[object]:
-        return [self.open_round, self.plan_round, self.send_invitations, self.close_round, self.notify_round_closed]
+    def all(self) -> list[Callable[..., Any]]:
+        return [
+            self.open_round,
+            self.plan_round,
+            self.send_invitations,
+            self.close_round,
+            self.notify_round_closed,
+        ]

@@ -67,14 +67,18 @@ class Scheduler:
         """Best effort: the scheduler re-plans from the database anyway, so a lost wake-up only delays."""
         try:
             client = await self.client()
-            await client.get_workflow_handle(round_workflow_id(self.settings, round_id)).signal(ConsultationRoundWorkflow.wake)
+            await client.get_workflow_handle(round_workflow_id(self.settings, round_id)).signal(
+                ConsultationRoundWorkflow.wake
+            )
         except (ServiceUnavailable, RPCError) as exc:
             log.warning("could not wake the scheduler of round %s: %s", round_id, exc)
 
     async def ping(self) -> None:
         client = await self.client()
         try:
-            await client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=timedelta(seconds=3))
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=timedelta(seconds=3)
+            )
         except RPCError as exc:
             raise ServiceUnavailable(f"the scheduler is not answering: {exc}") from exc
 

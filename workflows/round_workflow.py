@@ -7,7 +7,7 @@ delays a close until the next wake-up; a changed deadline is read again on the n
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -77,7 +77,10 @@ class ConsultationRoundWorkflow:
                 workflow.continue_as_new(RoundRef(round_id))
         self._phase = "notifying"
         await workflow.execute_activity_method(
-            RoundActivities.notify_round_closed, RoundRef(round_id), start_to_close_timeout=QUICK, retry_policy=RETRY
+            RoundActivities.notify_round_closed,
+            RoundRef(round_id),
+            start_to_close_timeout=QUICK,
+            retry_policy=RETRY,
         )
         self._phase = "closed"
         return "closed"
@@ -119,7 +122,5 @@ class ConsultationRoundWorkflow:
         timeout = max((moment - workflow.now()).total_seconds(), 0.0)
         if timeout == 0:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(lambda: self._wake, timeout=timeout)
-        except asyncio.TimeoutError:
-            pass

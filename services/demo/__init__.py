@@ -35,9 +35,10 @@ def _resource(name: str) -> bytes:
 
 async def is_empty(db: Database) -> bool:
     async with db.session() as session:
-        return await users.count_users(session) == 0 and (
-            await session.exec(select(func.count()).select_from(Organisation))
-        ).one() == 0
+        return (
+            await users.count_users(session) == 0
+            and (await session.exec(select(func.count()).select_from(Organisation))).one() == 0
+        )
 
 
 async def load(db: Database) -> int:
@@ -46,14 +47,19 @@ async def load(db: Database) -> int:
         coordinator, _token = await users.create_user(
             session,
             data=UserCreate(
-                email=COORDINATOR_EMAIL, role=Role.coordinator, full_name="Demo Coordinator", password=DEMO_PASSWORD
+                email=COORDINATOR_EMAIL,
+                role=Role.coordinator,
+                full_name="Demo Coordinator",
+                password=DEMO_PASSWORD,
             ),
             actor=SETUP_ACTOR,
         )
     async with db.write_session() as session:
         await users.create_user(
             session,
-            data=UserCreate(email=AUDITOR_EMAIL, role=Role.auditor, full_name="Demo Auditor", password=DEMO_PASSWORD),
+            data=UserCreate(
+                email=AUDITOR_EMAIL, role=Role.auditor, full_name="Demo Auditor", password=DEMO_PASSWORD
+            ),
             actor=SETUP_ACTOR,
         )
     actor = Actor(kind=ActorKind.user, id=str(coordinator.id), email=coordinator.email)
@@ -61,7 +67,11 @@ async def load(db: Database) -> int:
         await organisations.import_csv(session, content=_resource("stakeholders.csv"), actor=actor)
     async with db.write_session() as session:
         document = await documents.create_document(
-            session, title="", filename="digital-public-services-strategy.md", content=_resource("draft.md"), actor=actor
+            session,
+            title="",
+            filename="digital-public-services-strategy.md",
+            content=_resource("draft.md"),
+            actor=actor,
         )
     async with db.write_session() as session:
         created = await rounds.create_round(
@@ -78,13 +88,15 @@ async def load(db: Database) -> int:
 
 
 async def issue_tokens(db: Database) -> DemoAccess:
-    """Fresh API tokens for the demo accounts (tokens are stored hashed, so old ones cannot be shown again)."""
+    """Fresh API tokens for the demo accounts (only hashes are stored, so old ones cannot be shown again)."""
     async with db.write_session() as session:
         coordinator = await users.issue_api_token(
             session, email=COORDINATOR_EMAIL, label="roundtable dev", actor=SETUP_ACTOR
         )
     async with db.write_session() as session:
-        auditor = await users.issue_api_token(session, email=AUDITOR_EMAIL, label="roundtable dev", actor=SETUP_ACTOR)
+        auditor = await users.issue_api_token(
+            session, email=AUDITOR_EMAIL, label="roundtable dev", actor=SETUP_ACTOR
+        )
     return DemoAccess(coordinator_token=coordinator, auditor_token=auditor)
 
 

@@ -11,6 +11,7 @@ Raw HTML in a draft is shown as text, never interpreted, and the output is sanit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from html import escape
 from typing import Any
 
@@ -60,6 +61,7 @@ _PARSER.add_render_rule("paragraph_open", _open_paragraph)
 _PARSER.add_render_rule("paragraph_close", _close_paragraph)
 
 
+@lru_cache(maxsize=2048)
 def render_section_html(text: str) -> str:
     """A section's Markdown as sanitised HTML, without its heading line, numbered paragraphs anchored."""
     tokens = _PARSER.parse(normalise_text(text))

@@ -136,9 +136,7 @@ async def test_a_file_with_bad_rows_reports_each_and_changes_nothing(
         await import_csv(db, "\n".join(bad).encode())
 
     assert len(caught.value.problems) == 2
-    assert caught.value.problems[0].startswith(
-        "line 4: focal_point_email: not a valid email address"
-    )
+    assert caught.value.problems[0].startswith("line 4: focal_point_email: not a valid email address")
     assert caught.value.problems[1].startswith("line 7: kind: Input should be 'ministry'")
     assert snapshot(await all_organisations(db)) == before
     assert len(await audit_events(db)) == events_before

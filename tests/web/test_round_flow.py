@@ -22,7 +22,9 @@ async def setup_round(stack: Stack, keys: list[str], deadline: datetime | None =
     headers = stack.coordinator
     with fixture_path("stakeholders-albania.csv").open("rb") as registry:
         response = await stack.http.post(
-            "/api/v1/organisations/import", files={"file": ("registry.csv", registry, "text/csv")}, headers=headers
+            "/api/v1/organisations/import",
+            files={"file": ("registry.csv", registry, "text/csv")},
+            headers=headers,
         )
     assert response.status_code == 200, response.text
     with fixture_path("draft-migration-governance-strategy.md").open("rb") as draft:
@@ -79,7 +81,12 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
         section_id = re.search(r'name="section_id" value="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
         comment = await stack.http.post(
             f"{path}/comments",
-            data={"csrf_token": csrf_of(page), "section_id": section_id, "body": f"Comment from {key}", "kind": "editorial"},
+            data={
+                "csrf_token": csrf_of(page),
+                "section_id": section_id,
+                "body": f"Comment from {key}",
+                "kind": "editorial",
+            },
         )
         assert comment.status_code == 303, comment.text
         page = await stack.http.get(path)
@@ -105,7 +112,8 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
     sign_offs = (await stack.http.get(f"/api/v1/rounds/{round_id}/sign-offs", headers=stack.auditor)).json()
     assert len(sign_offs) == 3
     notice = await eventually(
-        lambda: _async(messages_to(stack.mailbox, "coordinator@secretariat.example")), lambda found: len(found) == 1
+        lambda: _async(messages_to(stack.mailbox, "coordinator@secretariat.example")),
+        lambda found: len(found) == 1,
     )
     assert "closed" in (notice[0].subject or "").lower()
 

@@ -71,7 +71,12 @@ async def test_launching_twice_starts_one_scheduler_and_one_invitation_each(stac
     assert (first, second) == (True, False)
     links_ = await eventually(lambda: links_of(stack.db, round_id), lambda found: len(found) == 6)
     await eventually(lambda: _mail_count(stack.mailbox), lambda count: count == 6)
-    runs = [run async for run in stack.client.list_workflows(f"WorkflowId = '{round_workflow_id(stack.settings, round_id)}'")]
+    runs = [
+        run
+        async for run in stack.client.list_workflows(
+            f"WorkflowId = '{round_workflow_id(stack.settings, round_id)}'"
+        )
+    ]
     assert len(runs) == 1
     for link in links_:
         assert len(messages_to(stack.mailbox, link.email)) == 1
@@ -84,7 +89,9 @@ async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> 
     worker = WorkerHandle(stack.client, stack.db, settings)
     await worker.start()
     coordinator = await user_id_of(stack.db, "coordinator@secretariat.example")
-    round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), created_by=coordinator)
+    round_id = await seed_round(
+        stack.db, deadline=datetime.now(UTC) + timedelta(days=3), created_by=coordinator
+    )
     await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
 
     await eventually(lambda: _mail_count(stack.mailbox), lambda count: count >= 20, every=0.01)
@@ -134,8 +141,8 @@ async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
     db: Database, stack_settings: Settings, time_skipping_env: WorkflowEnvironment, mailbox: DevMailbox
 ) -> None:
     """Two weeks pass in seconds on the time-skipping server; activities still use the real DB and SMTP."""
-    from tests.harness import create_account
     from models.enums import Role
+    from tests.harness import create_account
 
     await create_account(db, "coordinator@secretariat.example", Role.coordinator)
     coordinator = await user_id_of(db, "coordinator@secretariat.example")
@@ -162,11 +169,14 @@ async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
     closed = await round_row(db, round_id)
     assert closed.status == RoundStatus.closed
     assert closed.close_reason == "deadline"
-    assert closed.closed_at is not None and closed.closed_at >= deadline
+    assert closed.closed_at is not None
+    assert closed.closed_at >= deadline
     assert await task_statuses(db, round_id) == {"signed_off": 1, "no_response": 2}
     async with db.session() as session:
         unsigned = await session.exec(
-            select(ReviewTask).where(ReviewTask.round_id == round_id, col(ReviewTask.status) == TaskStatus.no_response)
+            select(ReviewTask).where(
+                ReviewTask.round_id == round_id, col(ReviewTask.status) == TaskStatus.no_response
+            )
         )
         assert all(task.completed_at == closed.closed_at for task in unsigned)
     (notice,) = messages_to(mailbox, "coordinator@secretariat.example")
