@@ -14,7 +14,6 @@ from notifications.mailbox import (
     serve_smtp,
     start_sink,
 )
-from notifications.memory import MemorySender
 from notifications.message import OutgoingEmail, build_message, message_id_for, serialize_message
 from notifications.rendering import RenderedEmail, render_email
 from notifications.sending import DeliveryError, DeliveryResult, EmailSender
@@ -28,7 +27,6 @@ __all__ = [
     "MailboxEntry",
     "MailboxMessage",
     "MaildirSink",
-    "MemorySender",
     "OutgoingEmail",
     "RenderedEmail",
     "SinkServer",

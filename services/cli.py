@@ -37,11 +37,15 @@ def dev(
         bool, typer.Option(help="Load the demo registry, draft and round into an empty database.")
     ] = False,
     port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+    temporal_port: Annotated[int, typer.Option(help="Port of the Temporal dev server.")] = 7233,
+    temporal_ui_port: Annotated[int, typer.Option(help="Port of the Temporal web UI.")] = 8233,
+    mail_port: Annotated[int, typer.Option(help="Port of the dev mailbox's SMTP sink.")] = 1025,
 ) -> None:
     """Run the whole embedded stack under ./.roundtable/: Temporal, worker, web app, dev mailbox."""
-    from services.devstack import run_dev_stack
+    from services.devstack import DevPorts, run_dev_stack
 
-    sys.exit(run_dev_stack(demo=demo, port=port))
+    ports = DevPorts(web=port, temporal=temporal_port, temporal_ui=temporal_ui_port, mail=mail_port)
+    sys.exit(run_dev_stack(demo=demo, ports=ports))
 
 
 @app.command()

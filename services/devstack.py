@@ -31,8 +31,18 @@ from services.migrate import upgrade
 from services.settings import Settings, get_settings
 from workflows.client import Scheduler, launch_round
 
-TEMPORAL_UI_PORT = 8233
-MAIL_PORT = 1025
+
+@dataclass(frozen=True)
+class DevPorts:
+    """Where the embedded stack listens, all on 127.0.0.1."""
+
+    web: int = 8000
+    temporal: int = 7233
+    temporal_ui: int = 8233
+    mail: int = 1025
+
+    def all(self) -> tuple[int, ...]:
+        return (self.web, self.temporal, self.temporal_ui, self.mail)
 
 
 @dataclass
@@ -70,16 +80,16 @@ def _dev_secret(data_dir: Path) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def _environment(data_dir: Path, port: int) -> dict[str, str]:
+def _environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
     env = {
         "ROUNDTABLE_ENVIRONMENT": "development",
         "ROUNDTABLE_DATA_DIR": str(data_dir),
         "ROUNDTABLE_SECRET_KEY": _dev_secret(data_dir),
-        "ROUNDTABLE_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "ROUNDTABLE_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports.web}",
         "ROUNDTABLE_SMTP_HOST": "127.0.0.1",
-        "ROUNDTABLE_SMTP_PORT": str(MAIL_PORT),
+        "ROUNDTABLE_SMTP_PORT": str(ports.mail),
         "ROUNDTABLE_SMTP_TLS": "none",
-        "ROUNDTABLE_TEMPORAL_ADDRESS": "127.0.0.1:7233",
+        "ROUNDTABLE_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
     }
     env.setdefault(
         "ROUNDTABLE_DATABASE_URL",
@@ -153,17 +163,17 @@ async def _prepare_demo(settings: Settings, load: bool) -> tuple[demo.DemoAccess
         await database.dispose()
 
 
-def _banner(settings: Settings, port: int, access: demo.DemoAccess | None, new_round: int | None) -> str:
-    base = f"http://127.0.0.1:{port}"
+def _banner(
+    settings: Settings, ports: DevPorts, access: demo.DemoAccess | None, new_round: int | None
+) -> str:
+    base = f"http://127.0.0.1:{ports.web}"
     lines = [
-        "",
-        "Roundtable is running. Ctrl-C stops everything; `make run` again resumes with the same data.",
         "",
         f"  Web app and console   {base}/console",
         f"  Dev mailbox           {base}/dev/mail   (every email sent, with clickable links)",
         f"  API docs              {base}/docs        (OpenAPI: {base}/openapi.json)",
-        f"  Temporal UI           http://127.0.0.1:{TEMPORAL_UI_PORT}   (watch the round workflows)",
-        f"  SMTP sink             127.0.0.1:{MAIL_PORT}",
+        f"  Temporal UI           http://127.0.0.1:{ports.temporal_ui}   (watch the round workflows)",
+        f"  SMTP sink             127.0.0.1:{ports.mail}",
         f"  Data and logs         {settings.data_dir}/",
     ]
     if access:
@@ -186,6 +196,10 @@ def _banner(settings: Settings, port: int, access: demo.DemoAccess | None, new_r
             "",
             "  No demo accounts: create one with `roundtable users create --email E --role coordinator`.",
         ]
+    lines += [
+        "",
+        "Roundtable is running. Ctrl-C stops everything; `make run` again resumes with the same data.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -210,12 +224,12 @@ def _data_dir() -> Path:
     return data_dir
 
 
-async def _run(*, load_demo: bool, port: int) -> int:
+async def _run(*, load_demo: bool, ports: DevPorts) -> int:
     data_dir = _data_dir()
-    os.environ.update(_environment(data_dir, port))
+    os.environ.update(_environment(data_dir, ports))
     get_settings.cache_clear()
     settings = get_settings()
-    busy = [p for p in (7233, TEMPORAL_UI_PORT, port, MAIL_PORT) if not _port_free("127.0.0.1", p)]
+    busy = [port for port in ports.all() if not _port_free("127.0.0.1", port)]
     if busy:
         print(
             f"ports already in use on 127.0.0.1: {busy}. Is another `roundtable dev` running?",
@@ -223,7 +237,7 @@ async def _run(*, load_demo: bool, port: int) -> int:
         )
         return 1
     await upgrade(settings.database_url)
-    sink = await serve_sink(data_dir / "mail", "127.0.0.1", MAIL_PORT)
+    sink = await serve_sink(data_dir / "mail", "127.0.0.1", ports.mail)
     children: list[Child] = []
     try:
         temporal = _spawn(
@@ -237,9 +251,9 @@ async def _run(*, load_demo: bool, port: int) -> int:
                 "--ip",
                 "127.0.0.1",
                 "--port",
-                "7233",
+                str(ports.temporal),
                 "--ui-port",
-                str(TEMPORAL_UI_PORT),
+                str(ports.temporal_ui),
                 "--namespace",
                 settings.temporal_namespace,
                 "--log-level",
@@ -251,11 +265,11 @@ async def _run(*, load_demo: bool, port: int) -> int:
         await _wait_for_temporal(settings.temporal_address, temporal)
         cli = [sys.executable, "-m", "services.cli"]
         children.append(_spawn("worker", [*cli, "worker"], data_dir))
-        web = _spawn("web", [*cli, "web", "--host", "127.0.0.1", "--port", str(port)], data_dir)
+        web = _spawn("web", [*cli, "web", "--host", "127.0.0.1", "--port", str(ports.web)], data_dir)
         children.append(web)
-        await _wait_for_web(f"http://127.0.0.1:{port}", web)
+        await _wait_for_web(f"http://127.0.0.1:{ports.web}", web)
         access, new_round = await _prepare_demo(settings, load_demo)
-        print(_banner(settings, port, access, new_round), flush=True)
+        print(_banner(settings, ports, access, new_round), flush=True)
         stopped = await _supervise(children)
         if stopped is not None:
             print(
@@ -270,5 +284,5 @@ async def _run(*, load_demo: bool, port: int) -> int:
         await sink.close()
 
 
-def run_dev_stack(*, demo: bool, port: int) -> int:
-    return asyncio.run(_run(load_demo=demo, port=port))
+def run_dev_stack(*, demo: bool, ports: DevPorts) -> int:
+    return asyncio.run(_run(load_demo=demo, ports=ports))

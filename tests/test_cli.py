@@ -1,0 +1,77 @@
+"""The `roundtable` command as an operator runs it: a real process against a real database."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from services.settings import Settings
+from services.web.app import create_app
+
+
+def roundtable(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        env={"ROUNDTABLE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+async def test_users_create_prints_a_working_token_as_its_last_line(settings: Settings) -> None:
+    created = roundtable(
+        settings, "users", "create", "--email", "Auditor@KLSH.gov.example", "--role", "auditor"
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"rt_[A-Za-z0-9_-]{43}", token)
+
+    app = create_app(settings)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as http:
+        me = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        write = await http.post(
+            "/api/v1/organisations", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert me.json() == {"user_id": 1, "email": "auditor@klsh.gov.example", "role": "auditor"}
+    assert write.status_code == 403
+
+    again = roundtable(
+        settings, "users", "create", "--email", "auditor@klsh.gov.example", "--role", "auditor"
+    )
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    another = roundtable(settings, "users", "token", "--email", "auditor@klsh.gov.example")
+    assert another.returncode == 0
+    assert another.stdout.strip().splitlines()[-1] != token
+
+
+def test_users_create_refuses_an_unknown_role(settings: Settings) -> None:
+    refused = roundtable(settings, "users", "create", "--email", "a@b.example", "--role", "superuser")
+    assert refused.returncode == 2
+    assert "superuser" in refused.stderr
+
+
+def test_audit_verify_needs_an_existing_file(settings: Settings, tmp_path: Path) -> None:
+    missing = roundtable(settings, "audit", "verify", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", encoding="utf-8")
+    verified = roundtable(settings, "audit", "verify", str(empty))
+    assert (verified.returncode, verified.stdout.strip()) == (
+        0,
+        "OK: 0 events, no events, hash chain intact.",
+    )
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("{not json\n", encoding="utf-8")
+    refused = roundtable(settings, "audit", "verify", str(garbage))
+    assert refused.returncode == 1
+    assert "line 1" in refused.stdout
