@@ -92,3 +92,4 @@ class ActorKind(StrEnum):
     user = "user"  # a signed-in coordinator, auditor or admin
     link = "link"  # a focal point or alternate acting through an emailed link
     system = "system"  # the scheduler and its activities
+    visitor = "visitor"  # someone not signed in, e.g. a failed console sign-in

@@ -75,6 +75,9 @@ class TaskSummary(SQLModel):
     decision: Decision | None
     invited_at: datetime | None
     completed_at: datetime | None
+    undeliverable: list[str] = Field(
+        default_factory=list, description="Contacts whose invitation the mail server refused, and why."
+    )
 
 
 class RoundCounts(SQLModel):
@@ -105,5 +108,8 @@ class RoundListItem(SQLModel):
     title: str
     status: RoundStatus
     deadline: datetime
+    created_at: datetime
     launched_at: datetime | None
     closed_at: datetime | None
+    organisations: int
+    signed_off: int

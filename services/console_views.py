@@ -8,31 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.documents import Document, DocumentVersion, Section, SectionRead
-from models.enums import OrganisationKind, RoundStatus, TaskStatus
+from models.enums import OrganisationKind
 from models.organisations import Organisation
 from models.reviews import CommentRead, SignOffRead
-from models.rounds import ReviewTask, Round, RoundRead
+from models.rounds import RoundRead
 from services import documents, rounds
-
-
-@dataclass(frozen=True)
-class RoundRow:
-    """One line of the console's rounds list."""
-
-    id: int
-    title: str
-    status: RoundStatus
-    deadline: datetime
-    created_at: datetime
-    launched_at: datetime | None
-    closed_at: datetime | None
-    organisations: int
-    signed_off: int
 
 
 @dataclass(frozen=True)
@@ -75,33 +59,6 @@ class RoundFormChoices:
     @property
     def organisations(self) -> int:
         return sum(self.organisations_by_kind.values())
-
-
-async def list_rounds(session: AsyncSession) -> list[RoundRow]:
-    """Every round, newest first, with how many organisations it consults and how many have signed off."""
-    signed_off = func.sum(case((col(ReviewTask.status) == TaskStatus.signed_off, 1), else_=0))
-    rows = (
-        await session.exec(
-            select(Round, func.count(col(ReviewTask.id)), signed_off)
-            .outerjoin(ReviewTask, col(ReviewTask.round_id) == Round.id)
-            .group_by(col(Round.id))
-            .order_by(col(Round.created_at).desc(), col(Round.id).desc())
-        )
-    ).all()
-    return [
-        RoundRow(
-            id=round_.id or 0,
-            title=round_.title,
-            status=round_.status,
-            deadline=round_.deadline,
-            created_at=round_.created_at,
-            launched_at=round_.launched_at,
-            closed_at=round_.closed_at,
-            organisations=organisations,
-            signed_off=int(signed or 0),
-        )
-        for round_, organisations, signed in rows
-    ]
 
 
 async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOverview:

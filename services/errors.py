@@ -42,6 +42,11 @@ class Conflict(DomainError):
     error = "conflict"
 
 
+class TooManyRequests(DomainError):
+    status_code = 429
+    error = "too_many_requests"
+
+
 class PayloadTooLarge(DomainError):
     status_code = 413
     error = "too_large"

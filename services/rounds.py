@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -162,6 +162,13 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             )
         ).all()
     )
+    refused: dict[int, list[str]] = {}
+    for task_id, email, error in await session.exec(
+        select(AccessLink.task_id, AccessLink.email, AccessLink.invitation_error).where(
+            AccessLink.round_id == round_id, col(AccessLink.invitation_error).is_not(None)
+        )
+    ):
+        refused.setdefault(task_id, []).append(f"{email}: {error}")
     rows = (
         await session.exec(
             select(ReviewTask, Organisation)
@@ -182,6 +189,7 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             decision=task.decision,
             invited_at=task.invited_at,
             completed_at=task.completed_at,
+            undeliverable=refused.get(task.id or 0, []),
         )
         for task, organisation in rows
     ]
@@ -200,8 +208,22 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
 
 
 async def list_rounds(session: AsyncSession) -> list[RoundListItem]:
-    rounds = await session.exec(select(Round).order_by(col(Round.created_at).desc()))
-    return [RoundListItem.model_validate(round_, from_attributes=True) for round_ in rounds]
+    """Every round, newest first, with how many organisations it consults and how many have signed off."""
+    signed_off = func.sum(case((col(ReviewTask.status) == TaskStatus.signed_off, 1), else_=0))
+    rows = (
+        await session.exec(
+            select(Round, func.count(col(ReviewTask.id)), signed_off)
+            .outerjoin(ReviewTask, col(ReviewTask.round_id) == Round.id)
+            .group_by(col(Round.id))
+            .order_by(col(Round.created_at).desc(), col(Round.id).desc())
+        )
+    ).all()
+    return [
+        RoundListItem.model_validate(
+            {**round_.model_dump(), "organisations": organisations, "signed_off": int(signed or 0)}
+        )
+        for round_, organisations, signed in rows
+    ]
 
 
 async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:

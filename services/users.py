@@ -13,14 +13,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.audit import Actor
+from models.audit import Actor, AuditEvent
 from models.enums import ActorKind
 from models.types import utcnow
 from models.users import Credential, CredentialKind, User, UserCreate, UserRead
 from services import audit
-from services.errors import Conflict, NotFound, Unauthorized
+from services.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 
 CONSOLE_SESSION_LIFETIME = timedelta(hours=12)
+SIGN_IN_FAILURES_ALLOWED = 5
+SIGN_IN_LOCKOUT = timedelta(minutes=15)
 TOKEN_PREFIX = {CredentialKind.api: "rt_", CredentialKind.console: "rts_"}
 
 _hasher = PasswordHasher()
@@ -116,14 +118,40 @@ async def authenticate(session: AsyncSession, *, secret: str, kind: CredentialKi
 
 
 async def sign_in(session: AsyncSession, *, email: str, password: str) -> tuple[Principal, str]:
-    """Check a password and open a console session; returns the session secret for the cookie."""
-    user = (await session.exec(select(User).where(User.email == email.strip().lower()))).first()
+    """Check a password and open a console session; returns the session secret for the cookie.
+
+    Every failure is an audit event; after SIGN_IN_FAILURES_ALLOWED of them for one email within
+    SIGN_IN_LOCKOUT, that email cannot sign in until the window has passed (429), right password or not.
+    """
+    email = email.strip().lower()[:320]
+    since = utcnow() - SIGN_IN_LOCKOUT
+    recent_failures = (
+        await session.exec(
+            select(func.count()).where(
+                AuditEvent.action == "user.sign_in_failed",
+                AuditEvent.actor_email == email,
+                AuditEvent.at > since,
+            )
+        )
+    ).one()
+    if recent_failures >= SIGN_IN_FAILURES_ALLOWED:
+        raise TooManyRequests(
+            f"Too many failed sign-ins for this email; try again in {SIGN_IN_LOCKOUT.seconds // 60} minutes."
+        )
+    user = (await session.exec(select(User).where(User.email == email))).first()
     try:
         _hasher.verify(user.password_hash if user and user.password_hash else _UNKNOWN_USER_HASH, password)
+        if user is None or user.password_hash is None or user.disabled_at is not None:
+            raise VerificationError
     except (VerificationError, InvalidHashError):
+        await audit.append(
+            session,
+            actor=Actor(kind=ActorKind.visitor, id="console", email=email),
+            action="user.sign_in_failed",
+            data={"failures_in_window": recent_failures + 1},
+        )
+        await session.commit()
         raise Unauthorized("wrong email or password") from None
-    if user is None or user.password_hash is None or user.disabled_at is not None:
-        raise Unauthorized("wrong email or password")
     assert user.id is not None
     credential, secret = _new_credential(user.id, CredentialKind.console, "console sign-in")
     session.add(credential)

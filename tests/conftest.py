@@ -19,12 +19,13 @@ from temporalio.client import Client as TemporalClient
 from temporalio.testing import WorkflowEnvironment
 
 from models.enums import Role
-from notifications.mailbox import DevMailbox, SinkServer, serve_sink
+from notifications.mailbox import DevMailbox, SinkServer, serve_smtp
 from services.db import Database
 from services.migrate import upgrade
 from services.settings import Environment, Settings
 from services.web.app import create_app
 from tests.harness import WorkerHandle, create_account
+from tests.notifications.support import RecordingSink
 from workflows.client import Scheduler
 
 POSTGRES_URL = os.environ.get("ROUNDTABLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -183,9 +184,15 @@ def mail_dir(settings: Settings) -> Path:
 
 
 @pytest.fixture
-async def sink(mail_dir: Path) -> AsyncIterator[SinkServer]:
+def sink_handler(mail_dir: Path) -> RecordingSink:
+    """What the sink does with each message; a test can make it refuse chosen recipients."""
+    return RecordingSink(mail_dir)
+
+
+@pytest.fixture
+async def sink(sink_handler: RecordingSink) -> AsyncIterator[SinkServer]:
     """A real SMTP server (aiosmtpd) filing every message it accepts in a Maildir."""
-    async with await serve_sink(mail_dir, "127.0.0.1", 0) as server:
+    async with await serve_smtp(sink_handler, "127.0.0.1", 0) as server:
         yield server
 
 

@@ -14,7 +14,7 @@ import pytest
 from models.enums import Role
 from models.rounds import RoundCreate
 from models.users import UserCreate
-from services import audit, console_views, documents, organisations, rounds, users
+from services import audit, documents, organisations, rounds, users
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
@@ -126,7 +126,7 @@ def round_form(page: httpx.Response, **changes: str | list[str]) -> dict[str, st
 
 async def round_count(db: Database) -> int:
     async with db.session() as session:
-        return len(await console_views.list_rounds(session))
+        return len(await rounds.list_rounds(session))
 
 
 async def prepare_round(db: Database) -> int:
@@ -169,6 +169,21 @@ async def test_a_wrong_password_is_refused_with_a_message_and_no_session(console
     assert CONSOLE_COOKIE not in console.cookies
     still_out = await console.get("/console")
     assert (still_out.status_code, still_out.headers["location"]) == (303, "/console/login?next=/console")
+
+
+async def test_repeated_wrong_passwords_lock_the_email_for_a_while(
+    db: Database, console: httpx.AsyncClient
+) -> None:
+    for _ in range(users.SIGN_IN_FAILURES_ALLOWED):
+        assert (await sign_in(console, password="guess guess guess")).status_code == 401
+    locked = await sign_in(console)  # the right password, too late
+    assert locked.status_code == 429
+    assert "Too many failed sign-ins" in locked.text
+    assert CONSOLE_COOKIE not in console.cookies
+    async with db.session() as session:
+        failures = await audit.list_events(session, action="user.sign_in_failed")
+    assert len(failures.events) == users.SIGN_IN_FAILURES_ALLOWED
+    assert {event.actor.email for event in failures.events} == {"coordinator@secretariat.example"}
 
 
 async def test_console_pages_send_the_signed_out_to_sign_in_and_back(console: httpx.AsyncClient) -> None:
@@ -287,7 +302,7 @@ async def test_a_round_on_kinds_and_chosen_sections(db: Database, console: httpx
     created = await console.post("/console/rounds", data=form)
     assert created.status_code == 303, created.text
     async with db.session() as session:
-        (listed,) = await console_views.list_rounds(session)
+        (listed,) = await rounds.list_rounds(session)
         stored = await rounds.get_round(session, round_id=listed.id)
     assert {task.organisation_kind for task in stored.tasks} == {"municipality"}
     assert {tuple(task.section_numbers) for task in stored.tasks} == {("4", "5")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from services.reviews import ClientInfo
 from services.settings import Settings
 from tests.conftest import TEMPORAL_TEST_SERVER, Stack
 from tests.harness import TEST_ACTOR, WorkerHandle, eventually, messages_to, seed_round, user_id_of
+from tests.notifications.support import RecordingSink
 from workflows.client import Scheduler, launch_round, round_workflow_id
 
 THREE = ["ministry-of-interior", "ministry-of-finance", "municipality-tirane"]
@@ -122,6 +124,36 @@ async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> 
     assert (closed.status, closed.close_reason) == (RoundStatus.closed, "all_signed_off")
     assert await task_statuses(stack.db, round_id) == {"signed_off": 88}
     assert len(messages_to(stack.mailbox, "coordinator@secretariat.example")) == 1
+
+
+async def test_a_refused_invitation_is_recorded_shown_and_not_retried(
+    stack: Stack, sink_handler: RecordingSink
+) -> None:
+    refused = "migration.alt@ministry-of-finance.gov.example"
+    sink_handler.rcpt_replies[refused] = "550 5.1.1 <" + refused + ">: no such user"
+    round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), keys=THREE)
+    await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
+
+    links_ = await eventually(
+        lambda: links_of(stack.db, round_id),
+        lambda found: len(found) == 6 and all(link.invited_at or link.invitation_error for link in found),
+    )
+    (bounced,) = [link for link in links_ if link.invitation_error]
+    assert bounced.email == refused
+    assert "550" in (bounced.invitation_error or "")
+    assert stack.mailbox.count() == 5
+    detail = (await stack.http.get(f"/api/v1/rounds/{round_id}", headers=stack.auditor)).json()
+    finance = next(task for task in detail["tasks"] if task["organisation_key"] == "ministry-of-finance")
+    assert finance["status"] == "invited"  # the focal point got theirs
+    assert finance["undeliverable"] == [f"{refused}: {bounced.invitation_error}"]
+    page = await stack.http.get(
+        f"/api/v1/audit/events?round_id={round_id}&action=email.failed", headers=stack.auditor
+    )
+    assert [event["data"]["to"] for event in page.json()["events"]] == [refused]
+    del sink_handler.rcpt_replies[refused]
+    await stack.scheduler.wake(round_id)
+    await asyncio.sleep(1)
+    assert stack.mailbox.count() == 5  # a permanent refusal is not retried
 
 
 async def _mail_count(mailbox: DevMailbox) -> int:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from models.enums import OrganisationKind, RoundStatus
 from models.rounds import RoundCreate
 from services import audit, console_views, documents, organisations, rounds, users
-from services.errors import DomainError, Forbidden, InvalidInput, Unauthorized
+from services.errors import DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthorized
 from services.settings import Settings
 from services.users import Principal
 from services.web import csrf
@@ -208,16 +208,13 @@ async def login(
     page.check_csrf(csrf_token)
     try:
         _principal, secret = await users.sign_in(session, email=email, password=password)
-    except Unauthorized:
+    except (Unauthorized, TooManyRequests) as exc:
         await session.rollback()
+        message = "Wrong email or password." if exc.status_code == 401 else exc.detail
         return page.render(
             "console/login.html",
-            {
-                "email": email,
-                "next": safe_next(next),
-                "error": "Wrong email or password. Nothing was changed.",
-            },
-            status_code=401,
+            {"email": email, "next": safe_next(next), "error": message},
+            status_code=exc.status_code,
         )
     response = RedirectResponse(safe_next(next), status_code=303)
     response.set_cookie(
@@ -249,9 +246,7 @@ async def logout(page: SignInPage, session: WriteSession, csrf_token: FormText =
 @router.get("")
 async def rounds_list(page: ConsolePage, session: ReadSession) -> Response:
     """Every round, newest first."""
-    return page.render(
-        "console/rounds.html", {"nav": "rounds", "rounds": await console_views.list_rounds(session)}
-    )
+    return page.render("console/rounds.html", {"nav": "rounds", "rounds": await rounds.list_rounds(session)})
 
 
 def _suggested_deadline(timezone: str) -> str:
