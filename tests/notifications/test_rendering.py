@@ -45,7 +45,7 @@ def test_albanian_invitation_is_written_in_albanian() -> None:
         assert phrase in email.text
         assert phrase in email.html
     assert "mos ia përcillni askujt" in email.text  # do not forward
-    assert "delegoni" in email.text  # a colleague can be delegated later
+    assert "njoftoni koordinatorin" in email.text  # a colleague instead: tell the coordinator
     assert "Hapja e lidhjes nuk ndryshon asgjë" in email.text  # opening the link changes nothing
     assert "në emër të institucionit" in email.text  # sign-off is for the organisation
     assert "In English:" in email.text  # a line for readers without Albanian
@@ -57,7 +57,7 @@ def test_english_invitation_states_the_rules_of_the_link() -> None:
     assert email.subject.startswith("Consultation invitation: ")
     for part in (email.text, email.html):
         assert "Please do not forward it" in part
-        assert "delegate it" in part
+        assert "tell the consultation coordinator" in part
         assert "Opening the link changes nothing" in part
         assert "on behalf of Ministria e Shëndetësisë dhe Mbrojtjes Sociale" in part
         assert "Sections to review" in part
