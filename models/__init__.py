@@ -9,7 +9,7 @@ from models.messages import SentMessage
 from models.organisations import Organisation
 from models.reviews import AccessLink, Comment, SignOff
 from models.rounds import ReviewTask, Round
-from models.users import Credential, User
+from models.users import Credential, SignInFailure, User
 
 __all__ = [
     "AccessLink",
@@ -24,6 +24,7 @@ __all__ = [
     "Round",
     "Section",
     "SentMessage",
+    "SignInFailure",
     "SignOff",
     "User",
 ]

@@ -49,10 +49,6 @@ class TaskStatus(StrEnum):
     signed_off = "signed_off"
     no_response = "no_response"  # the round closed without a sign-off
 
-    @property
-    def is_final(self) -> bool:
-        return self in (TaskStatus.signed_off, TaskStatus.no_response)
-
 
 class ContactRole(StrEnum):
     focal_point = "focal_point"
@@ -92,4 +88,3 @@ class ActorKind(StrEnum):
     user = "user"  # a signed-in coordinator, auditor or admin
     link = "link"  # a focal point or alternate acting through an emailed link
     system = "system"  # the scheduler and its activities
-    visitor = "visitor"  # someone not signed in, e.g. a failed console sign-in

@@ -15,8 +15,9 @@ from models.types import UTCDateTime, enum_column, utcnow
 class AccessLink(SQLModel, table=True):
     """One personal review link per contact of a task.
 
-    The emailed token is HMAC(secret_key, nonce); the database keeps the nonce and the token's SHA-256,
-    so a copy of the database alone opens no review page, and an invitation can be re-sent unchanged.
+    The token is 256 random bits, made when the invitation is sent; only its SHA-256 is kept, so nobody
+    with the database (or the servers' secrets) can open a review page or sign for an organisation.
+    Sending again means a new token: the previous one stops working.
     """
 
     __tablename__ = "access_links"
@@ -28,9 +29,15 @@ class AccessLink(SQLModel, table=True):
     role: ContactRole = Field(sa_type=enum_column(ContactRole, 20))
     email: str = Field(max_length=320)
     name: str = Field(default="", max_length=300)
-    nonce: str = Field(max_length=64)
-    token_sha256: str = Field(max_length=64, unique=True, index=True)
+    token_sha256: str | None = Field(
+        default=None, max_length=64, unique=True, index=True, description="None until the first invitation."
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    invitation_claimed_until: datetime | None = Field(
+        default=None,
+        sa_type=UTCDateTime,
+        description="An invitation attempt owns this link until then; another attempt leaves it alone.",
+    )
     invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     invitation_error: str | None = Field(
         default=None, max_length=1000, description="Why the invitation could not be delivered (permanent)."
@@ -62,6 +69,11 @@ class CommentBase(SQLModel):
 
 class CommentCreate(CommentBase):
     section_id: int
+    submission_id: str = Field(
+        min_length=8,
+        max_length=64,
+        description="Form nonce; a repeated submission returns the first one.",
+    )
 
 
 class CommentUpdate(CommentBase):
@@ -70,6 +82,7 @@ class CommentUpdate(CommentBase):
 
 class Comment(CommentBase, table=True):
     __tablename__ = "comments"
+    __table_args__ = (sa.UniqueConstraint("task_id", "submission_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)
@@ -79,6 +92,7 @@ class Comment(CommentBase, table=True):
     revision: int = Field(default=1)
     author_link_id: str = Field(foreign_key="access_links.id", max_length=32)
     author_email: str = Field(max_length=320)
+    submission_id: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
@@ -56,3 +57,15 @@ class UserRead(SQLModel):
     email: str
     full_name: str
     role: Role
+
+
+class SignInFailure(SQLModel, table=True):
+    """A failed console sign-in, kept apart from the audit trail so that strangers cannot grow it."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (sa.Index("ix_sign_in_failures_email_ip_at", "email", "ip", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)
+    ip: str = Field(default="", max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

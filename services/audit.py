@@ -223,3 +223,8 @@ def _check_event(
     if recomputed != stored_hash:
         return "the event's content does not match its hash (it was altered)"
     return None
+
+
+async def chain_head(session: AsyncSession) -> AuditChainHead:
+    """The last seq and hash: publish or note it, and a later export can be checked to end there."""
+    return (await session.exec(select(AuditChainHead).where(AuditChainHead.id == 1))).one()

@@ -1,50 +1,80 @@
-"""Personal review links: tokens derived from a stored nonce, looked up by their hash.
+"""Personal review links: one per contact of a task, opened by a random token of which only the hash is kept.
 
-token = base64url(HMAC-SHA256(secret_key, "review-link:" + nonce)), 256 bits. The database keeps the
-random nonce (256 bits) and SHA-256(token); without the secret key neither opens a page. Because the
-token can be derived again, an invitation that must be re-sent carries the same link.
+A link is created when its round opens; its token is made when the invitation is sent (so it exists only
+in that email). Sending again, or reissuing, makes a new token and the old one stops working.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import secrets
 import uuid
+from datetime import datetime
 
+from sqlalchemy import ColumnElement, or_
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.audit import Actor
 from models.enums import ContactRole
 from models.reviews import AccessLink
+from services import audit
+from services.errors import Conflict, NotFound
+from services.hashing import new_secret, sha256_hex
+
+token_sha256 = sha256_hex
 
 
-def derive_token(secret_key: str, nonce: str) -> str:
-    digest = hmac.new(secret_key.encode("utf-8"), f"review-link:{nonce}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_link(
-    *, secret_key: str, task_id: int, round_id: int, role: ContactRole, email: str, name: str
-) -> AccessLink:
-    nonce = secrets.token_urlsafe(32)
+def new_link(*, task_id: int, round_id: int, role: ContactRole, email: str, name: str) -> AccessLink:
     return AccessLink(
-        id=uuid.uuid4().hex,
-        task_id=task_id,
-        round_id=round_id,
-        role=role,
-        email=email,
-        name=name,
-        nonce=nonce,
-        token_sha256=token_sha256(derive_token(secret_key, nonce)),
+        id=uuid.uuid4().hex, task_id=task_id, round_id=round_id, role=role, email=email, name=name
     )
 
 
-def token_of(link: AccessLink, secret_key: str) -> str:
-    return derive_token(secret_key, link.nonce)
+def issue_token(link: AccessLink) -> str:
+    """Give the link a new token (the caller commits); returns the token, which is not kept anywhere."""
+    token, digest = new_secret()
+    link.token_sha256 = digest
+    return token
+
+
+def invitation_due(now: datetime) -> list[ColumnElement[bool]]:
+    """Conditions of a link whose invitation is still to be sent and that no running attempt owns."""
+    return [
+        col(AccessLink.invited_at).is_(None),
+        col(AccessLink.invitation_error).is_(None),
+        col(AccessLink.revoked_at).is_(None),
+        or_(
+            col(AccessLink.invitation_claimed_until).is_(None), col(AccessLink.invitation_claimed_until) < now
+        ),
+    ]
 
 
 def review_url(public_base_url: str, token: str) -> str:
     return f"{public_base_url}/t/{token}"
+
+
+async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) -> str:
+    """A fresh token for a link, e.g. to hand a focal point a new link by hand; the old one stops working."""
+    link = (
+        await session.exec(
+            select(AccessLink)
+            .where(AccessLink.id == link_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if link is None:
+        raise NotFound(f"there is no review link {link_id}")
+    if link.revoked_at is not None:
+        raise Conflict("this review link has been withdrawn; it cannot be given a new token")
+    token = issue_token(link)
+    session.add(link)
+    await audit.append(
+        session,
+        actor=actor,
+        action="link.token_issued",
+        round_id=link.round_id,
+        task_id=link.task_id,
+        data={"link_id": link.id, "email": link.email},
+    )
+    await session.commit()
+    return token

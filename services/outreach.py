@@ -1,16 +1,17 @@
 """Telling people: invitations in batches over reused SMTP connections, and the round-closed notice.
 
 Idempotent per message purpose: a link whose invitation is recorded as sent (or as permanently refused)
-is never emailed again, so a retried batch only sends what is still due. SMTP and the database are
-never held together: the batch is read, sent in chunks, and each chunk's results recorded in one
-transaction (a crash between the two can repeat at most one chunk, with the same Message-ID).
+is never emailed again, and a batch first claims its links for a lease, so an overlapping retry sends
+nothing twice. SMTP and the database are never held together: links are claimed, emails sent in chunks,
+and each chunk's results recorded in one transaction. Only a crash between sending a chunk and recording
+it repeats that chunk, after the lease, with new links (the earlier ones stop working).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,11 +21,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import SYSTEM_ACTOR
 from models.documents import Section
-from models.enums import MessageKind, MessageStatus, RoundStatus, TaskStatus
+from models.enums import Language, MessageKind, MessageStatus, RoundStatus, TaskStatus
 from models.messages import SentMessage
 from models.organisations import Organisation
 from models.reviews import AccessLink
-from models.rounds import ReviewTask
+from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from notifications.message import MESSAGE_ID_DOMAIN, OutgoingEmail, message_id_for
 from notifications.rendering import render_email
@@ -36,6 +37,9 @@ from services.formatting import when_text
 from services.settings import Settings
 
 CHUNK = 50
+# Longer than a batch can take (start_to_close of the activity), so a claim lapses only once its attempt
+# is over for sure.
+INVITATION_LEASE = timedelta(minutes=15)
 
 
 @dataclass
@@ -79,25 +83,18 @@ def _sender_name(settings: Settings) -> str:
 
 
 async def send_due_invitations(
-    db: Database,
-    sender: EmailSender,
-    settings: Settings,
-    *,
-    round_id: int,
-    limit: int,
-    progress: Callable[[int], None] | None = None,
+    db: Database, sender: EmailSender, settings: Settings, *, round_id: int, limit: int
 ) -> BatchOutcome:
-    """Send up to `limit` invitations that are due in an open round; `progress` hears after each chunk."""
-    async with db.session() as session:
-        invitations = await _due_invitations(session, settings, round_id=round_id, limit=limit)
+    """Send up to `limit` invitations that are due in an open round."""
+    async with db.write_session() as session:
+        claimed = await _claim_due_invitations(session, round_id=round_id, limit=limit)
+    invitations = [_invitation(claim, settings) for claim in claimed]
     outcome = BatchOutcome()
     for start in range(0, len(invitations), CHUNK):
         chunk = invitations[start : start + CHUNK]
         # Shielded: once a chunk is on the wire it is recorded even if the caller is cancelled (a worker
         # shutting down), so a retry does not email the same people again.
         outcome.add(await asyncio.shield(_send_and_record(db, sender, round_id, chunk)))
-        if progress is not None:
-            progress(outcome.sent)
     return outcome
 
 
@@ -109,68 +106,96 @@ async def _send_and_record(
         return await _record_invitations(session, round_id, chunk, results)
 
 
-async def _due_invitations(
-    session: AsyncSession, settings: Settings, *, round_id: int, limit: int
-) -> list[_Invitation]:
-    round_ = await rounds.get_round_row(session, round_id=round_id)
+@dataclass(frozen=True)
+class _Claim:
+    """A due invitation this attempt owns, with the token made for it (it exists nowhere else)."""
+
+    link: AccessLink
+    token: str
+    round: Round
+    organisation: Organisation
+    sections: list[dict[str, str]]
+
+
+async def _claim_due_invitations(session: AsyncSession, *, round_id: int, limit: int) -> list[_Claim]:
+    """Take up to `limit` due links for INVITATION_LEASE and give each a new token, in one transaction.
+
+    Another attempt (a retry while this one still runs) skips claimed links; if this attempt dies, its
+    claims lapse and the links are due again, with new tokens, so a link from an email that may never
+    have been recorded as sent stops working.
+    """
+    round_ = await rounds.get_round_row(session, round_id=round_id, lock=True, shared=True)
     if round_.status != RoundStatus.open:
+        await session.rollback()
         return []
+    now = utcnow()
     rows = (
         await session.exec(
             select(AccessLink, ReviewTask, Organisation)
             .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
             .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-            .where(
-                AccessLink.round_id == round_id,
-                col(AccessLink.invited_at).is_(None),
-                col(AccessLink.invitation_error).is_(None),
-                col(AccessLink.revoked_at).is_(None),
-            )
+            .where(AccessLink.round_id == round_id, *links.invitation_due(now))
             .order_by(col(AccessLink.task_id), col(AccessLink.role))
             .limit(limit)
+            .with_for_update(of=AccessLink, skip_locked=True)
         )
     ).all()
+    if not rows:
+        await session.rollback()
+        return []
     sections = {
         section.id: {"number": section.number, "heading": section.heading}
         for section in await session.exec(
             select(Section).where(Section.document_version_id == round_.document_version_id)
         )
     }
-    sender_name = _sender_name(settings)
-    invitations = []
+    claims = []
     for link, task, organisation in rows:
-        name = organisation.name_sq if organisation.language == "sq" and organisation.name_sq else None
-        rendered = render_email(
-            MessageKind.invitation,
-            organisation.language,
-            {
-                "round_title": round_.title,
-                "organisation_name": name or organisation.name_en,
-                "contact_name": link.name,
-                "contact_role": str(link.role),
-                "deadline_text": when_text(
-                    round_.deadline, timezone=settings.timezone, language=organisation.language
-                ),
-                "sections": [sections[section_id] for section_id in task.section_ids],
-                "link_url": links.review_url(
-                    settings.public_base_url, links.token_of(link, settings.secret_key)
-                ),
-                "sender_name": sender_name,
-            },
-        )
-        invitations.append(
-            _Invitation(
-                link_id=link.id,
-                task_id=task.id or 0,
-                email=OutgoingEmail.from_rendered(
-                    rendered,
-                    to_address=link.email,
-                    to_name=link.name,
-                    message_id=_message_id(f"invitation:{link.id}", settings),
-                ),
+        link.invitation_claimed_until = now + INVITATION_LEASE
+        token = links.issue_token(link)
+        session.add(link)
+        claims.append(
+            _Claim(
+                link=link,
+                token=token,
+                round=round_,
+                organisation=organisation,
+                sections=[sections[section_id] for section_id in task.section_ids],
             )
         )
-    return invitations
+    await session.commit()
+    return claims
+
+
+def _invitation(claim: _Claim, settings: Settings) -> _Invitation:
+    organisation, link, round_ = claim.organisation, claim.link, claim.round
+    local_name = organisation.name_sq if organisation.language == Language.sq else ""
+    rendered = render_email(
+        MessageKind.invitation,
+        organisation.language,
+        {
+            "round_title": round_.title,
+            "organisation_name": local_name or organisation.name_en,
+            "contact_name": link.name,
+            "contact_role": str(link.role),
+            "deadline_text": when_text(
+                round_.deadline, timezone=settings.timezone, language=organisation.language
+            ),
+            "sections": claim.sections,
+            "link_url": links.review_url(settings.public_base_url, claim.token),
+            "sender_name": _sender_name(settings),
+        },
+    )
+    return _Invitation(
+        link_id=link.id,
+        task_id=link.task_id,
+        email=OutgoingEmail.from_rendered(
+            rendered,
+            to_address=link.email,
+            to_name=link.name,
+            message_id=_message_id(f"invitation:{link.id}", settings),
+        ),
+    )
 
 
 async def _record_invitations(
@@ -193,6 +218,8 @@ async def _record_invitations(
         invitation, result = delivered[link.id]
         if link.invited_at is not None or link.invitation_error is not None:
             continue  # recorded by an earlier attempt
+        link.invitation_claimed_until = None
+        session.add(link)
         if not result.ok and result.retryable:
             outcome.retry_later += 1
             continue
@@ -219,7 +246,6 @@ async def _record_invitations(
                     {**data, "error": link.invitation_error},
                 )
             )
-        session.add(link)
         session.add(
             SentMessage(
                 purpose_key=f"invitation:{link.id}",
@@ -236,10 +262,13 @@ async def _record_invitations(
             )
         )
     if newly_invited_tasks:
+        # Locked and re-checked: a round closing meanwhile has made these no_response; they stay so.
         tasks = await session.exec(
-            select(ReviewTask).where(
+            select(ReviewTask)
+            .where(
                 col(ReviewTask.id).in_(sorted(newly_invited_tasks)), ReviewTask.status == TaskStatus.pending
             )
+            .with_for_update()
         )
         for task in tasks:
             task.status = TaskStatus.invited

@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import Actor
-from models.documents import Section
+from models.documents import DocumentVersion, Section
 from models.enums import ActorKind, CommentStatus, Decision, RoundStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import (
@@ -31,7 +31,7 @@ from models.reviews import (
 from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from services import audit, links
-from services.drafts.rendering import render_section_html
+from services.drafts.rendering import render_markdown_html, render_section_html
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 INVALID_LINK = (
@@ -94,6 +94,9 @@ class CommentView:
 @dataclass(frozen=True)
 class ReviewPage:
     context: LinkContext
+    draft_title: str
+    preamble_html: str
+    """The draft's own introduction (who prepared it, which version), shown above the sections."""
     state: ReviewState
     sections: list[SectionView]
     comments: list[CommentView]
@@ -151,8 +154,12 @@ async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
         )
     ).all()
     sign_off = (await session.exec(select(SignOff).where(SignOff.task_id == context.task.id))).first()
+    version = await session.get(DocumentVersion, context.round.document_version_id)
+    assert version is not None  # a round's version is a foreign key
     return ReviewPage(
         context=context,
+        draft_title=version.title,
+        preamble_html=render_markdown_html(version.preamble) if version.preamble else "",
         state=state_of(context, utcnow()),
         sections=[
             SectionView(
@@ -249,7 +256,20 @@ def _comment_data(comment: Comment, section: Section) -> dict[str, Any]:
 async def add_comment(
     session: AsyncSession, *, token: str, data: CommentCreate, client: ClientInfo
 ) -> CommentView:
+    """Record a comment; the same form submitted twice (a double click) records it once."""
     context = await resolve(session, token=token, lock=True)
+    repeated = (
+        await session.exec(
+            select(Comment).where(Comment.task_id == context.task.id, Comment.submission_id == data.submission_id)
+        )
+    ).first()
+    if repeated is not None:
+        numbers: dict[int | None, str] = {
+            repeated.section_id: await _section_number(session, repeated.section_id)
+        }
+        view = _comment_view(repeated, numbers)
+        await session.rollback()
+        return view
     _ensure_writable(context)
     section = await _section_for_comment(session, context, data.section_id, data.paragraph)
     comment = Comment(
@@ -271,6 +291,11 @@ async def add_comment(
     )
     await session.commit()
     return _comment_view(comment, {section.id: section.number})
+
+
+async def _section_number(session: AsyncSession, section_id: int) -> str:
+    section = await session.get(Section, section_id)
+    return section.number if section else "?"
 
 
 async def _own_active_comment(session: AsyncSession, context: LinkContext, comment_id: int) -> Comment:

@@ -34,7 +34,8 @@ class RoundPlan:
     status: RoundStatus
     deadline: datetime
     invitations_due: int
-    open_tasks: int
+    claims_lapse_at: datetime | None
+    """When invitations claimed by an attempt that may have died become due again."""
     close_reason: CloseReason | None
 
 
@@ -51,10 +52,13 @@ class RoundClosure:
     coordinator_email: str | None = None
 
 
-async def get_round_row(session: AsyncSession, *, round_id: int, lock: bool = False) -> Round:
+async def get_round_row(
+    session: AsyncSession, *, round_id: int, lock: bool = False, shared: bool = False
+) -> Round:
+    """The round row; with `lock`, locked for update (or, with `shared` too, for share) until commit."""
     query = select(Round).where(Round.id == round_id)
     if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
+        query = query.with_for_update(read=shared).execution_options(populate_existing=True)
     found = (await session.exec(query)).first()
     if found is None:
         raise NotFound(f"round {round_id} does not exist")
@@ -252,7 +256,7 @@ async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:
     return True
 
 
-async def open_round(session: AsyncSession, *, round_id: int, secret_key: str) -> int:
+async def open_round(session: AsyncSession, *, round_id: int) -> int:
     """Issue the review links of every task that has none yet. Idempotent; returns how many were issued."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status != RoundStatus.open:
@@ -276,7 +280,6 @@ async def open_round(session: AsyncSession, *, round_id: int, secret_key: str) -
             )
         task_links = [
             links.new_link(
-                secret_key=secret_key,
                 task_id=task.id or 0,
                 round_id=round_id,
                 role=role,
@@ -310,13 +313,20 @@ async def open_round(session: AsyncSession, *, round_id: int, secret_key: str) -
 
 async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> RoundPlan:
     round_ = await get_round_row(session, round_id=round_id)
+    # Claims are leases on the wall clock, whatever clock the scheduler decides deadlines by.
+    wall_clock = utcnow()
     invitations_due = (
         await session.exec(
-            select(func.count()).where(
+            select(func.count()).where(AccessLink.round_id == round_id, *links.invitation_due(wall_clock))
+        )
+    ).one()
+    claims_lapse_at = (
+        await session.exec(
+            select(func.min(AccessLink.invitation_claimed_until)).where(
                 AccessLink.round_id == round_id,
                 col(AccessLink.invited_at).is_(None),
                 col(AccessLink.invitation_error).is_(None),
-                col(AccessLink.revoked_at).is_(None),
+                col(AccessLink.invitation_claimed_until) >= wall_clock,
             )
         )
     ).one()
@@ -338,7 +348,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
         status=round_.status,
         deadline=round_.deadline,
         invitations_due=invitations_due,
-        open_tasks=open_tasks,
+        claims_lapse_at=claims_lapse_at,
         close_reason=reason,
     )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,12 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.audit import Actor, AuditEvent
+from models.audit import Actor
 from models.enums import ActorKind
 from models.types import utcnow
-from models.users import Credential, CredentialKind, User, UserCreate, UserRead
+from models.users import Credential, CredentialKind, SignInFailure, User, UserCreate, UserRead
 from services import audit
 from services.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from services.hashing import new_secret, sha256_hex
 
 CONSOLE_SESSION_LIFETIME = timedelta(hours=12)
 SIGN_IN_FAILURES_ALLOWED = 5
@@ -43,16 +43,10 @@ class Principal:
         return Actor(kind=ActorKind.user, id=str(self.user_id), email=self.email)
 
 
-def secret_sha256(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 def _new_credential(user_id: int, kind: CredentialKind, label: str) -> tuple[Credential, str]:
-    secret = TOKEN_PREFIX[kind] + secrets.token_urlsafe(32)
+    secret, digest = new_secret(TOKEN_PREFIX[kind])
     expires = utcnow() + CONSOLE_SESSION_LIFETIME if kind == CredentialKind.console else None
-    credential = Credential(
-        user_id=user_id, kind=kind, secret_sha256=secret_sha256(secret), label=label, expires_at=expires
-    )
+    credential = Credential(user_id=user_id, kind=kind, secret_sha256=digest, label=label, expires_at=expires)
     return credential, secret
 
 
@@ -103,7 +97,7 @@ async def authenticate(session: AsyncSession, *, secret: str, kind: CredentialKi
         await session.exec(
             select(Credential, User)
             .join(User, col(User.id) == Credential.user_id)
-            .where(Credential.secret_sha256 == secret_sha256(secret), Credential.kind == kind)
+            .where(Credential.secret_sha256 == sha256_hex(secret), Credential.kind == kind)
         )
     ).first()
     if row is None:
@@ -117,20 +111,22 @@ async def authenticate(session: AsyncSession, *, secret: str, kind: CredentialKi
     return Principal(user_id=user.id, email=user.email, role=str(user.role))
 
 
-async def sign_in(session: AsyncSession, *, email: str, password: str) -> tuple[Principal, str]:
+async def sign_in(
+    session: AsyncSession, *, email: str, password: str, ip: str | None = None
+) -> tuple[Principal, str]:
     """Check a password and open a console session; returns the session secret for the cookie.
 
-    Every failure is an audit event; after SIGN_IN_FAILURES_ALLOWED of them for one email within
-    SIGN_IN_LOCKOUT, that email cannot sign in until the window has passed (429), right password or not.
+    After SIGN_IN_FAILURES_ALLOWED failures for one email from one address within SIGN_IN_LOCKOUT, that
+    pair is refused (429) until the window has passed, right password or not. Failures are kept in their
+    own table: a stranger's guesses must not grow the audit trail or hold its lock.
     """
     email = email.strip().lower()[:320]
+    ip = (ip or "")[:64]
     since = utcnow() - SIGN_IN_LOCKOUT
     recent_failures = (
         await session.exec(
             select(func.count()).where(
-                AuditEvent.action == "user.sign_in_failed",
-                AuditEvent.actor_email == email,
-                AuditEvent.at > since,
+                SignInFailure.email == email, SignInFailure.ip == ip, SignInFailure.at > since
             )
         )
     ).one()
@@ -144,12 +140,7 @@ async def sign_in(session: AsyncSession, *, email: str, password: str) -> tuple[
         if user is None or user.password_hash is None or user.disabled_at is not None:
             raise VerificationError
     except (VerificationError, InvalidHashError):
-        await audit.append(
-            session,
-            actor=Actor(kind=ActorKind.visitor, id="console", email=email),
-            action="user.sign_in_failed",
-            data={"failures_in_window": recent_failures + 1},
-        )
+        session.add(SignInFailure(email=email, ip=ip))
         await session.commit()
         raise Unauthorized("wrong email or password") from None
     assert user.id is not None
@@ -163,12 +154,20 @@ async def sign_in(session: AsyncSession, *, email: str, password: str) -> tuple[
 
 async def sign_out(session: AsyncSession, *, secret: str) -> None:
     credential = (
-        await session.exec(select(Credential).where(Credential.secret_sha256 == secret_sha256(secret)))
+        await session.exec(select(Credential).where(Credential.secret_sha256 == sha256_hex(secret)))
     ).first()
-    if credential is not None and credential.revoked_at is None:
-        credential.revoked_at = utcnow()
-        session.add(credential)
-        await session.commit()
+    if credential is None or credential.revoked_at is not None:
+        return
+    credential.revoked_at = utcnow()
+    session.add(credential)
+    user = await session.get(User, credential.user_id)
+    await audit.append(
+        session,
+        actor=Actor(kind=ActorKind.user, id=str(credential.user_id), email=user.email if user else None),
+        action="user.signed_out",
+        data={"user_id": credential.user_id},
+    )
+    await session.commit()
 
 
 async def _active_user(session: AsyncSession, *, email: str) -> User:

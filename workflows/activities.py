@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,12 +19,33 @@ from services.errors import NotFound
 from services.settings import Settings
 from workflows.payloads import RoundPlanResult, RoundRef, SendResult
 
+HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is several times this
+
 
 def _as_of(ref: RoundRef) -> datetime:
     """The scheduler's clock, for decisions about time (so time-skipping tests and replays agree)."""
     if ref.as_of is None:
         raise ApplicationError("this activity needs the scheduler's time (as_of)", non_retryable=True)
     return datetime.fromisoformat(ref.as_of)
+
+
+@asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+    """Tell Temporal the activity is alive while its body waits on slow SMTP or a busy database, so a
+    slow attempt is not mistaken for a dead one and retried alongside itself."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    ticker = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
 
 
 class RoundActivities:
@@ -34,9 +58,7 @@ class RoundActivities:
     async def open_round(self, ref: RoundRef) -> int:
         try:
             async with self.db.write_session() as session:
-                return await rounds.open_round(
-                    session, round_id=ref.round_id, secret_key=self.settings.secret_key
-                )
+                return await rounds.open_round(session, round_id=ref.round_id)
         except NotFound as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 
@@ -51,20 +73,20 @@ class RoundActivities:
             status=str(plan.status),
             deadline=plan.deadline.isoformat(),
             invitations_due=plan.invitations_due,
-            open_tasks=plan.open_tasks,
+            claims_lapse_at=plan.claims_lapse_at.isoformat() if plan.claims_lapse_at else None,
             close_reason=str(plan.close_reason) if plan.close_reason else None,
         )
 
     @activity.defn(name="send_invitations")
     async def send_invitations(self, ref: RoundRef) -> SendResult:
-        outcome = await outreach.send_due_invitations(
-            self.db,
-            self.sender,
-            self.settings,
-            round_id=ref.round_id,
-            limit=self.settings.invitation_batch_size,
-            progress=activity.heartbeat,
-        )
+        async with heartbeating():
+            outcome = await outreach.send_due_invitations(
+                self.db,
+                self.sender,
+                self.settings,
+                round_id=ref.round_id,
+                limit=self.settings.invitation_batch_size,
+            )
         return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=outcome.retry_later)
 
     @activity.defn(name="close_round")
@@ -74,9 +96,10 @@ class RoundActivities:
 
     @activity.defn(name="notify_round_closed")
     async def notify_round_closed(self, ref: RoundRef) -> SendResult:
-        outcome = await outreach.send_round_closed_notice(
-            self.db, self.sender, self.settings, round_id=ref.round_id
-        )
+        async with heartbeating():
+            outcome = await outreach.send_round_closed_notice(
+                self.db, self.sender, self.settings, round_id=ref.round_id
+            )
         if outcome.retry_later:
             raise ApplicationError("the mail server did not accept the message; retrying")
         return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=0)

@@ -21,7 +21,7 @@ class RoundPlanResult:
     status: str  # draft | open | closed
     deadline: str
     invitations_due: int
-    open_tasks: int
+    claims_lapse_at: str | None  # invitations claimed by an attempt that may have died are due again then
     close_reason: str | None
 
 

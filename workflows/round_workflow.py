@@ -20,7 +20,8 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_NAME = "ConsultationRoundWorkflow"
 QUICK = timedelta(seconds=60)
-BATCH = timedelta(minutes=10)
+BATCH = timedelta(minutes=10)  # shorter than the invitation claim lease (services.outreach)
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # the activities heartbeat every few seconds while they run
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 SEND_BACKOFF_START = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=15)
@@ -79,7 +80,8 @@ class ConsultationRoundWorkflow:
         await workflow.execute_activity_method(
             RoundActivities.notify_round_closed,
             RoundRef(round_id),
-            start_to_close_timeout=QUICK,
+            start_to_close_timeout=timedelta(minutes=3),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY,
         )
         self._phase = "closed"
@@ -101,7 +103,7 @@ class ConsultationRoundWorkflow:
             RoundActivities.send_invitations,
             RoundRef(round_id),
             start_to_close_timeout=BATCH,
-            heartbeat_timeout=timedelta(seconds=30),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY,
         )
         if result.retry_later and not result.sent:
@@ -116,6 +118,8 @@ class ConsultationRoundWorkflow:
         candidates = [datetime.fromisoformat(plan.deadline)]
         if plan.invitations_due and self._send_retry_at is not None:
             candidates.append(self._send_retry_at)
+        if plan.claims_lapse_at is not None:
+            candidates.append(datetime.fromisoformat(plan.claims_lapse_at))
         return min(candidates)
 
     async def _sleep_until(self, moment: datetime) -> None:

@@ -80,6 +80,7 @@ def render_section_html(text: str) -> str:
     return sanitise(_PARSER.renderer.render(tokens, _PARSER.options, {}))
 
 
+@lru_cache(maxsize=256)
 def render_markdown_html(text: str) -> str:
     """Markdown such as a draft's preamble as sanitised HTML."""
     return sanitise(_PARSER.render(normalise_text(text)))

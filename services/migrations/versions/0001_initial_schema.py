@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 11:16:01.105469
+Create Date: 2026-11-27 12:23:06.771007
 """
 
 from collections.abc import Sequence
@@ -64,6 +64,17 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("organisations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_organisations_key"), ["key"], unique=True)
+
+    op.create_table(
+        "sign_in_failures",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("ip", sa.String(length=64), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("sign_in_failures", schema=None) as batch_op:
+        batch_op.create_index("ix_sign_in_failures_email_ip_at", ["email", "ip", "at"], unique=False)
 
     op.create_table(
         "users",
@@ -222,9 +233,9 @@ def upgrade() -> None:
         sa.Column("role", sa.String(length=20), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
         sa.Column("name", sa.String(length=300), nullable=False),
-        sa.Column("nonce", sa.String(length=64), nullable=False),
-        sa.Column("token_sha256", sa.String(length=64), nullable=False),
+        sa.Column("token_sha256", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("invitation_claimed_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("invited_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("invitation_error", sa.String(length=1000), nullable=True),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
@@ -287,6 +298,7 @@ def upgrade() -> None:
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("author_link_id", sa.String(length=32), nullable=False),
         sa.Column("author_email", sa.String(length=320), nullable=False),
+        sa.Column("submission_id", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -306,6 +318,7 @@ def upgrade() -> None:
             ["review_tasks.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("task_id", "submission_id"),
     )
     with op.batch_alter_table("comments", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_comments_round_id"), ["round_id"], unique=False)
@@ -401,6 +414,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_users_email"))
 
     op.drop_table("users")
+    with op.batch_alter_table("sign_in_failures", schema=None) as batch_op:
+        batch_op.drop_index("ix_sign_in_failures_email_ip_at")
+
+    op.drop_table("sign_in_failures")
     with op.batch_alter_table("organisations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_organisations_key"))
 
