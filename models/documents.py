@@ -60,10 +60,6 @@ class SectionRead(SQLModel):
     paragraphs: list[str]
 
 
-class SectionWithText(SectionRead):
-    text: str
-
-
 class DocumentVersionRead(SQLModel):
     id: int
     number: int

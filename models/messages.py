@@ -27,14 +27,3 @@ class SentMessage(SQLModel, table=True):
     status: MessageStatus = Field(sa_type=enum_column(MessageStatus, 10))
     error: str | None = Field(default=None, max_length=1000)
     sent_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class SentMessageRead(SQLModel):
-    id: int
-    kind: MessageKind
-    task_id: int | None
-    to_email: str
-    subject: str
-    status: MessageStatus
-    error: str | None
-    sent_at: datetime

@@ -9,6 +9,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from models.enums import CommentKind, CommentStatus, ContactRole, Decision
+from models.organisations import Organisation
 from models.types import UTCDateTime, enum_column, utcnow
 
 
@@ -159,3 +160,13 @@ class SignOffRead(SignOffBase):
     sections: list[dict[str, str]]
     signed_at: datetime
     audit_seq: int
+
+    @classmethod
+    def of(cls, sign_off: SignOff, organisation: Organisation) -> SignOffRead:
+        return cls.model_validate(
+            {
+                **sign_off.model_dump(),
+                "organisation_key": organisation.key,
+                "organisation_name": organisation.name_en,
+            }
+        )

@@ -113,3 +113,11 @@ class RoundListItem(SQLModel):
     closed_at: datetime | None
     organisations: int
     signed_off: int
+
+
+class RoundLaunchRead(SQLModel):
+    """The answer to a launch: the round's scheduler runs (it sends the invitations)."""
+
+    id: int
+    launched: bool = Field(description="False when the round was already open: nothing new was started.")
+    workflow_id: str

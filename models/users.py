@@ -59,6 +59,14 @@ class UserRead(SQLModel):
     role: Role
 
 
+class MeRead(SQLModel):
+    """Whose API token this is."""
+
+    user_id: int
+    email: str
+    role: Role
+
+
 class SignInFailure(SQLModel, table=True):
     """A failed console sign-in, kept apart from the audit trail so that strangers cannot grow it."""
 

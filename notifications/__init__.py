@@ -16,11 +16,10 @@ from notifications.mailbox import (
 )
 from notifications.message import OutgoingEmail, build_message, message_id_for, serialize_message
 from notifications.rendering import RenderedEmail, render_email
-from notifications.sending import DeliveryError, DeliveryResult, EmailSender
+from notifications.sending import DeliveryResult, EmailSender
 from notifications.smtp import SmtpConfig, SmtpSender
 
 __all__ = [
-    "DeliveryError",
     "DeliveryResult",
     "DevMailbox",
     "EmailSender",

@@ -38,19 +38,6 @@ class DeliveryResult:
             smtp_code=smtp_code,
         )
 
-    def raise_for_failure(self) -> None:
-        if not self.ok:
-            raise DeliveryError(self.error or "delivery failed", retryable=self.retryable)
-
-
-class DeliveryError(Exception):
-    """For callers that turn a failed result into an exception (a Temporal activity retries on retryable)."""
-
-    def __init__(self, message: str, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-
 
 class EmailSender(Protocol):
     async def send_many(self, emails: Sequence[OutgoingEmail]) -> list[DeliveryResult]:

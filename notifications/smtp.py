@@ -39,9 +39,9 @@ from aiosmtplib import (
 )
 
 from notifications.message import OutgoingEmail, envelope_address, serialize_message
-from notifications.sending import DeliveryError, DeliveryResult, EmailSender
+from notifications.sending import DeliveryResult, EmailSender
 
-__all__ = ["DeliveryError", "DeliveryResult", "EmailSender", "SmtpConfig", "SmtpSender"]
+__all__ = ["DeliveryResult", "EmailSender", "SmtpConfig", "SmtpSender"]
 
 log = logging.getLogger(__name__)
 

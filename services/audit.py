@@ -153,28 +153,36 @@ async def export_lines(session: AsyncSession) -> AsyncIterator[str]:
 class VerifyResult:
     ok: bool
     events: int
-    first_seq: int | None = None
     last_seq: int | None = None
+    last_hash: str | None = None
     bad_seq: int | None = None
     bad_line: int | None = None
     reason: str | None = None
-    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.ok:
-            span = f"seq {self.first_seq}..{self.last_seq}" if self.events else "no events"
-            text = f"OK: {self.events} events, {span}, hash chain intact."
-            return " ".join([text, *self.notes])
-        where = f"seq {self.bad_seq}" if self.bad_seq is not None else f"line {self.bad_line}"
-        return f"FAILED at {where} (line {self.bad_line}): {self.reason}"
+            return (
+                f"OK: {self.events} events, seq 1..{self.last_seq}, hash chain intact. "
+                f"Head: {self.last_seq}:{self.last_hash}"
+            )
+        if self.bad_seq is not None:
+            return f"FAILED at seq {self.bad_seq} (line {self.bad_line}): {self.reason}"
+        if self.bad_line:
+            return f"FAILED at line {self.bad_line}: {self.reason}"
+        return f"FAILED: {self.reason}"
 
 
-def verify_lines(lines: Iterable[str | bytes]) -> VerifyResult:
-    """Check an export: each hash recomputes, each prev_hash is the hash before, seq has no gaps."""
+def verify_lines(
+    lines: Iterable[str | bytes], *, expected_head: tuple[int, str] | None = None
+) -> VerifyResult:
+    """Check a whole export: it starts at seq 1 from the genesis hash, every hash recomputes, every
+    prev_hash is the hash before it, no seq is missing; with `expected_head` (a seq and hash noted
+    earlier, e.g. from GET /api/v1/audit/head) it must also reach that event unchanged, so a cut-off
+    end is caught as well."""
     count = 0
-    first: int | None = None
-    previous_seq: int | None = None
-    previous_hash: str | None = None
+    previous_seq = 0
+    previous_hash = GENESIS_HASH
+    number = 0
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -182,40 +190,49 @@ def verify_lines(lines: Iterable[str | bytes]) -> VerifyResult:
             document = json.loads(raw)
             seq = document["seq"]
             stored_hash = document["hash"]
-            prev_hash = document["prev_hash"]
         except (ValueError, KeyError, TypeError) as exc:
-            return VerifyResult(False, count, first, previous_seq, None, number, f"unreadable event ({exc})")
-        bad = _check_event(document, seq, stored_hash, prev_hash, previous_seq, previous_hash)
+            return _failed(count, previous_seq, previous_hash, None, number, f"unreadable event ({exc})")
+        bad = _check_event(document, seq, stored_hash, previous_seq, previous_hash)
         if bad:
-            return VerifyResult(False, count, first, previous_seq, seq, number, bad)
-        if first is None:
-            first = seq
+            return _failed(
+                count, previous_seq, previous_hash, seq if isinstance(seq, int) else None, number, bad
+            )
         count += 1
         previous_seq, previous_hash = seq, stored_hash
-    result = VerifyResult(True, count, first, previous_seq)
-    if first is not None and first != 1:
-        result.notes.append(f"The file starts at seq {first}; events before it were not checked.")
-    return result
+    if count == 0:
+        return VerifyResult(False, 0, reason="the file holds no events")
+    if expected_head is not None and (previous_seq, previous_hash) != expected_head:
+        expected_seq = expected_head[0]
+        reason = (
+            f"the chain ends at seq {previous_seq}, but the expected head is seq {expected_seq}"
+            if previous_seq != expected_seq
+            else "the last event's hash is not the expected head's hash"
+        )
+        return _failed(count, previous_seq, previous_hash, previous_seq, number, reason)
+    return VerifyResult(True, count, previous_seq, previous_hash)
+
+
+def _failed(
+    count: int, last_seq: int, last_hash: str, seq: int | None, line: int, reason: str
+) -> VerifyResult:
+    return VerifyResult(False, count, last_seq or None, last_hash, seq, line, reason)
 
 
 def _check_event(
-    document: dict[str, Any],
-    seq: Any,
-    stored_hash: Any,
-    prev_hash: Any,
-    previous_seq: int | None,
-    previous_hash: str | None,
+    document: dict[str, Any], seq: Any, stored_hash: Any, previous_seq: int, previous_hash: str
 ) -> str | None:
-    if not isinstance(seq, int):
+    if not isinstance(seq, int) or isinstance(seq, bool):
         return "seq is not an integer"
-    if previous_seq is None:
-        if seq == 1 and prev_hash != GENESIS_HASH:
-            return "the first event does not start from the genesis hash"
-    else:
-        if seq != previous_seq + 1:
-            return f"expected seq {previous_seq + 1} (an event is missing or out of order)"
-        if prev_hash != previous_hash:
-            return "prev_hash does not match the hash of the event before it"
+    if seq != previous_seq + 1:
+        if previous_seq == 0:
+            return f"the file starts at seq {seq}: the events before it are missing"
+        return f"expected seq {previous_seq + 1} (an event is missing or out of order)"
+    if document.get("prev_hash") != previous_hash:
+        return (
+            "the first event does not start from the genesis hash"
+            if previous_seq == 0
+            else "prev_hash does not match the hash of the event before it"
+        )
     try:
         recomputed = event_hash(document)
     except KeyError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from models.audit import Actor
 from models.enums import ActorKind, Role
@@ -112,7 +113,12 @@ def users_create(
     from services.db import Database
 
     secret = typer.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
-    data = UserCreate(email=email, role=role, full_name=name, password=secret)
+    try:
+        data = UserCreate(email=email, role=role, full_name=name, password=secret)
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
 
     async def create() -> str:
         database = Database(get_settings().database_url)
@@ -147,17 +153,31 @@ def users_token(email: Annotated[str, typer.Option(help="Whose token.")]) -> Non
 @audit_app.command("verify")
 def audit_verify(
     file: Annotated[Path, typer.Argument(help="A JSON Lines export of the audit trail.")],
+    head: Annotated[
+        str | None,
+        typer.Option(help="SEQ:HASH the chain must end at (noted earlier from GET /api/v1/audit/head)."),
+    ] = None,
 ) -> None:
     """Check the hash chain of an export; exit status 0 only if it is intact."""
     from services.audit import verify_lines
 
+    expected = _parse_head(head) if head else None
     if not file.is_file():
         typer.echo(f"no such file: {file}", err=True)
         raise typer.Exit(2)
     with file.open("rb") as lines:
-        result = verify_lines(lines)
+        result = verify_lines(lines, expected_head=expected)
     typer.echo(result.describe())
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isascii() or not seq.isdigit() or len(digest) != 64:
+        raise typer.BadParameter(
+            "expected SEQ:HASH, e.g. 1234:9f86d081884c7d65…(64 hex digits)", param_hint="--head"
+        )
+    return int(seq), digest.lower()
 
 
 @audit_app.command("export")

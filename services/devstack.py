@@ -22,14 +22,11 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from models.audit import Actor
-from models.enums import ActorKind
 from notifications.mailbox import serve_sink
 from services import demo
 from services.db import Database
 from services.migrate import upgrade
 from services.settings import Settings, get_settings
-from workflows.client import Scheduler, launch_round
 
 
 @dataclass(frozen=True)
@@ -148,19 +145,25 @@ def _stop(children: list[Child]) -> None:
             child.process.wait()
 
 
-async def _prepare_demo(settings: Settings, load: bool) -> tuple[demo.DemoAccess | None, int | None]:
+async def _prepare_demo(
+    settings: Settings, load: bool, web_url: str
+) -> tuple[demo.DemoAccess | None, int | None]:
+    """Load the demo into an empty database and launch its round the way a coordinator would: by the API."""
     database = Database(settings.database_url)
     try:
-        round_id = None
-        if load and await demo.is_empty(database):
-            round_id = await demo.load(database)
-            actor = Actor(kind=ActorKind.system, id="demo-loader")
-            await launch_round(database, Scheduler(settings), round_id=round_id, actor=actor)
-        if not await demo.has_demo_accounts(database):
-            return None, round_id
-        return await demo.issue_tokens(database), round_id
+        round_id = await demo.load(database) if load and await demo.is_empty(database) else None
+        access = await demo.issue_tokens(database) if await demo.has_demo_accounts(database) else None
     finally:
         await database.dispose()
+    if round_id is not None and access is not None:
+        async with httpx.AsyncClient(base_url=web_url, timeout=30) as client:
+            launched = await client.post(
+                f"/api/v1/rounds/{round_id}/launch",
+                headers={"Authorization": f"Bearer {access.coordinator_token}"},
+            )
+        if launched.status_code != 202:
+            raise SystemExit(f"the demo round could not be launched: {launched.text}")
+    return access, round_id
 
 
 def _banner(
@@ -268,7 +271,7 @@ async def _run(*, load_demo: bool, ports: DevPorts) -> int:
         web = _spawn("web", [*cli, "web", "--host", "127.0.0.1", "--port", str(ports.web)], data_dir)
         children.append(web)
         await _wait_for_web(f"http://127.0.0.1:{ports.web}", web)
-        access, new_round = await _prepare_demo(settings, load_demo)
+        access, new_round = await _prepare_demo(settings, load_demo, f"http://127.0.0.1:{ports.web}")
         print(_banner(settings, ports, access, new_round), flush=True)
         stopped = await _supervise(children)
         if stopped is not None:

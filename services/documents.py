@@ -24,6 +24,7 @@ from models.enums import ActorKind, DraftFormat
 from services import audit
 from services.drafts import ParsedDraft, parse_docx, parse_markdown
 from services.errors import InvalidInput, NotFound, PayloadTooLarge
+from services.text import decode_utf8
 
 MAX_DRAFT_BYTES = 10 * 1024 * 1024
 MAX_TITLE_LENGTH = 500
@@ -108,14 +109,6 @@ async def list_documents(session: AsyncSession) -> list[DocumentRead]:
     return await _read_documents(session, documents)
 
 
-async def get_version(session: AsyncSession, *, version_id: int) -> DocumentVersionRead:
-    version = await session.get(DocumentVersion, version_id)
-    if version is None:
-        raise NotFound(f"Document version {version_id} does not exist.")
-    sections = await _section_summaries(session, [version_id])
-    return _version_read(version, sections[version_id])
-
-
 async def sections_of_version(session: AsyncSession, *, version_id: int) -> list[Section]:
     """The full sections (text included) of a version, in document order."""
     if await session.get(DocumentVersion, version_id) is None:
@@ -139,20 +132,14 @@ def _read_draft(filename: str, content: bytes) -> tuple[str, DraftFormat, Parsed
         raise PayloadTooLarge(f"The file is larger than {MAX_DRAFT_BYTES // (1024 * 1024)} MB.")
     if not content:
         raise InvalidInput(f"'{name}' is empty.")
-    draft = parse_docx(content) if source_format is DraftFormat.docx else parse_markdown(_utf8(name, content))
+    draft = (
+        parse_docx(content)
+        if source_format is DraftFormat.docx
+        else parse_markdown(decode_utf8(content, what=f"'{name}'", hint="save it with UTF-8 encoding"))
+    )
     if len(draft.title) > MAX_TITLE_LENGTH:
         raise InvalidInput(f"The draft's title is longer than {MAX_TITLE_LENGTH} characters.")
     return name, source_format, draft
-
-
-def _utf8(name: str, content: bytes) -> str:
-    try:
-        return content.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = content[: exc.start].count(b"\n") + 1
-        raise InvalidInput(
-            f"'{name}' is not UTF-8 text (first bad byte on line {line}); save it with UTF-8 encoding."
-        ) from exc
 
 
 async def _add_version(

@@ -30,8 +30,9 @@ from models.organisations import (
 from models.types import utcnow
 from services import audit
 from services.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from services.text import decode_utf8
 
-MAX_CSV_BYTES = 20 * 1024 * 1024
+MAX_CSV_BYTES = 10 * 1024 * 1024
 # Bound the number of bound parameters of one IN (...) query (SQLite and asyncpg both cap them).
 KEYS_PER_QUERY = 2_000
 REQUIRED_COLUMNS = ("key", "name_en", "kind", "focal_point_email")
@@ -131,13 +132,7 @@ def _read_csv(content: bytes) -> tuple[set[str], list[CsvRow]]:
     """The file's columns and its non-blank rows with their line numbers; header problems raise."""
     if len(content) > MAX_CSV_BYTES:
         raise PayloadTooLarge(f"The file is larger than {MAX_CSV_BYTES // (1024 * 1024)} MB.")
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = content[: exc.start].count(b"\n") + 1
-        raise InvalidInput(
-            f"The file is not UTF-8 text (first bad byte on line {line}); save it as 'CSV UTF-8'."
-        ) from exc
+    text = decode_utf8(content, what="The file", hint="save it as 'CSV UTF-8'")
 
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     rows: list[CsvRow] = []

@@ -173,7 +173,7 @@ async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
             for section in sections
         ],
         comments=[_comment_view(comment, numbers) for comment in comments],
-        sign_off=_sign_off_read(sign_off, context) if sign_off else None,
+        sign_off=SignOffRead.of(sign_off, context.organisation) if sign_off else None,
     )
 
 
@@ -198,16 +198,6 @@ def _comment_view(comment: Comment, numbers: dict[int | None, str]) -> CommentVi
         author_email=comment.author_email,
         created_at=comment.created_at,
         updated_at=comment.updated_at,
-    )
-
-
-def _sign_off_read(sign_off: SignOff, context: LinkContext) -> SignOffRead:
-    return SignOffRead.model_validate(
-        {
-            **sign_off.model_dump(),
-            "organisation_key": context.organisation.key,
-            "organisation_name": context.organisation.name_en,
-        }
     )
 
 
@@ -260,7 +250,9 @@ async def add_comment(
     context = await resolve(session, token=token, lock=True)
     repeated = (
         await session.exec(
-            select(Comment).where(Comment.task_id == context.task.id, Comment.submission_id == data.submission_id)
+            select(Comment).where(
+                Comment.task_id == context.task.id, Comment.submission_id == data.submission_id
+            )
         )
     ).first()
     if repeated is not None:
@@ -368,7 +360,7 @@ async def sign_off(
     existing = (await session.exec(select(SignOff).where(SignOff.task_id == context.task.id))).first()
     if existing is not None:
         # Read what is needed before the rollback, which expires every loaded object.
-        receipt = _sign_off_read(existing, context)
+        receipt = SignOffRead.of(existing, context.organisation)
         same_submission = existing.submission_id == data.submission_id
         await session.rollback()
         if same_submission:
@@ -433,4 +425,4 @@ async def sign_off(
     context.task.completed_at = event.at
     session.add(context.task)
     await session.commit()
-    return _sign_off_read(record, context)
+    return SignOffRead.of(record, context.organisation)

@@ -72,7 +72,8 @@ async def create_round(
         raise InvalidInput("the deadline must be in the future")
     sections = await sections_of_version(session, version_id=data.document_version_id)
     by_number = {section.number: section for section in sections}
-    default_ids = _section_ids(by_number, data.section_numbers or list(by_number), "section_numbers")
+    chosen = list(by_number) if data.section_numbers is None else data.section_numbers
+    default_ids = _section_ids(by_number, chosen, "section_numbers")
     organisations = await _organisations_to_consult(session, data)
     unknown = sorted(set(data.assignments or {}) - {organisation.key for organisation in organisations})
     if unknown:
@@ -457,16 +458,7 @@ async def list_sign_offs(session: AsyncSession, *, round_id: int) -> list[SignOf
             .order_by(col(SignOff.signed_at))
         )
     ).all()
-    return [
-        SignOffRead.model_validate(
-            {
-                **sign_off.model_dump(),
-                "organisation_key": organisation.key,
-                "organisation_name": organisation.name_en,
-            }
-        )
-        for sign_off, organisation in rows
-    ]
+    return [SignOffRead.of(sign_off, organisation) for sign_off, organisation in rows]
 
 
 async def open_round_ids(session: AsyncSession) -> list[int]:

@@ -181,3 +181,10 @@ async def user_id_of(db: Database, email: str) -> int:
         user = (await session.exec(select(User).where(User.email == email))).one()
     assert user.id is not None
     return user.id
+
+
+def review_token(mailbox: DevMailbox, address: str) -> str:
+    """The token of the review link in the (one) invitation the address received."""
+    (message,) = messages_to(mailbox, address)
+    (token,) = {url.rsplit("/t/", 1)[1] for url in message.links if "/t/" in url}
+    return token

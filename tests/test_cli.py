@@ -66,12 +66,16 @@ def test_audit_verify_needs_an_existing_file(settings: Settings, tmp_path: Path)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("", encoding="utf-8")
     verified = roundtable(settings, "audit", "verify", str(empty))
-    assert (verified.returncode, verified.stdout.strip()) == (
-        0,
-        "OK: 0 events, no events, hash chain intact.",
-    )
+    assert (verified.returncode, verified.stdout.strip()) == (1, "FAILED: the file holds no events")
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("{not json\n", encoding="utf-8")
     refused = roundtable(settings, "audit", "verify", str(garbage))
     assert refused.returncode == 1
     assert "line 1" in refused.stdout
+
+
+def test_users_create_explains_a_bad_email_without_a_traceback(settings: Settings) -> None:
+    refused = roundtable(settings, "users", "create", "--email", "not-an-email", "--role", "auditor")
+    assert refused.returncode == 2
+    assert "email: not a valid email address" in refused.stderr
+    assert "Traceback" not in refused.stderr

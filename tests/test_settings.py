@@ -24,3 +24,8 @@ def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         settings.check_production_ready()
     Settings(environment=Environment.development, _env_file=None).check_production_ready()  # type: ignore[call-arg]
+
+
+def test_an_unknown_time_zone_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="unknown time zone 'Europe/Tiranë'"):
+        Settings(timezone="Europe/Tiranë", _env_file=None)  # type: ignore[call-arg]

@@ -162,6 +162,9 @@ async def test_the_whole_story_with_88_organisations(
         lambda found: len(found) == 1,
     )
     assert "closed" in summary[0].subject.lower()
+    # Still exactly one invitation each, now that the scheduler is done: no late duplicates.
+    after_close = Counter(parseaddr(entry.to)[1] for entry in mailbox.list(limit=10_000))
+    assert after_close == Counter(contacts) + Counter(["secretariat@interior.gov.example"])
 
     # The auditor's export verifies; one edited row in the database makes the CLI fail at that row.
     export = tmp_path / "audit.jsonl"
@@ -213,6 +216,7 @@ async def review_through_link(
         "kind": COMMENT_KINDS[index % 4],
         "body": f"{row['name_en']} asks to name the lead institution in paragraph {index % 12 + 1}.1.",
         "proposed_wording": "The lead institution is designated in the Action Plan.",
+        "submission_id": uuid.uuid4().hex,
     }
     added = await http.post(f"{path}/comments", data=comment)
     assert added.status_code == 303, added.text

@@ -10,6 +10,7 @@ import asyncio
 import html
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,8 @@ class BuiltRound:
     """Per organisation key: the focal point's link first, then the alternate's."""
     sections: list[Section]
     """The sections of the draft, in document order."""
+    tokens: dict[str, list[str]]
+    """The review token of each link in `links`, as its invitation would carry it."""
     tasks: dict[str, int] = field(default_factory=dict)
 
 
@@ -106,7 +109,7 @@ async def build_round(
     async with db.write_session() as session:
         assert await rounds.launch(session, round_id=created.id, actor=TEST_ACTOR)
     async with db.write_session() as session:
-        await rounds.open_round(session, round_id=created.id, secret_key=settings.secret_key)
+        await rounds.open_round(session, round_id=created.id)
     async with db.session() as session:
         rows = (
             await session.exec(
@@ -127,12 +130,17 @@ async def build_round(
             ).all()
         )
     by_key: dict[str, list[AccessLink]] = {}
+    tokens: dict[str, list[str]] = {}
     tasks: dict[str, int] = {}
     for link, key, task_id in rows:
         by_key.setdefault(key, []).append(link)
         tasks[key] = task_id or 0
+        # What sending the invitation does; the token exists only in this test's memory.
+        async with db.write_session() as session:
+            token = await links.reissue_token(session, link_id=link.id, actor=TEST_ACTOR)
+        tokens.setdefault(key, []).append(token)
     return BuiltRound(
-        round_id=created.id, version_id=version_id, links=by_key, sections=sections, tasks=tasks
+        round_id=created.id, version_id=version_id, links=by_key, sections=sections, tokens=tokens, tasks=tasks
     )
 
 
@@ -165,7 +173,7 @@ class Review:
         return found
 
     def token_of(self, key: str, index: int = 0) -> str:
-        return links.token_of(self.built.links[key][index], self.settings.secret_key)
+        return self.built.tokens[key][index]
 
     async def page(self, path: str | None = None) -> httpx.Response:
         response = await self.http.get(path or self.path)
@@ -178,9 +186,17 @@ class Review:
         return await self.http.post(self.path + suffix, data=data)
 
     async def add_comment(self, number: str, body: str, **extra: str) -> httpx.Response:
-        return await self.post(
-            "/comments", {"section_id": str(self.section(number).id), "body": body, **extra}
-        )
+        """Fill in and send the section's comment form as the page offers it."""
+        page = await self.page()
+        section_id = self.section(number).id
+        data = {
+            "csrf_token": csrf_of(page),
+            "submission_id": comment_submission_of(page, section_id),
+            "section_id": str(section_id),
+            "body": body,
+            **extra,
+        }
+        return await self.http.post(self.path + "/comments", data=data)
 
     async def sign_off(self, decision: str = "approve", **extra: str) -> httpx.Response:
         page = await self.page()
@@ -204,9 +220,24 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 def submission_of(page: httpx.Response) -> str:
-    match = re.search(r'name="submission_id" value="([^"]+)"', page.text)
+    """The submission id of the page's sign-off form."""
+    match = re.search(r'id="sign-off-form".*?name="submission_id" value="([^"]+)"', page.text, re.DOTALL)
     assert match, "no sign-off form on the page"
     return match.group(1)
+
+
+def comment_submission_of(page: httpx.Response, section_id: int) -> str:
+    """The submission id of the form that adds a comment on the section."""
+    match = re.search(
+        rf'name="submission_id" value="([^"]+)">\s*<input type="hidden" name="section_id" value="{section_id}"',
+        page.text,
+    )
+    assert match, f"no comment form for section {section_id} on the page"
+    return match.group(1)
+
+
+def new_submission() -> str:
+    return uuid.uuid4().hex
 
 
 def page_text(response: httpx.Response) -> str:
@@ -259,7 +290,7 @@ async def review(db: Database, settings: Settings) -> AsyncIterator[Review]:
     built = await build_round(db, settings)
     http, scheduler = await open_client(settings, db)
     async with http:
-        token = links.token_of(built.links["ministry-of-interior"][0], settings.secret_key)
+        token = built.tokens["ministry-of-interior"][0]
         yield Review(
             db=db,
             settings=settings,
@@ -427,7 +458,14 @@ async def test_a_bad_comment_is_refused_with_the_typed_text_kept(
         wording = "Wording with a \x00 NUL in it."
     before = await snapshot(review.db)
     response = await review.post(
-        "/comments", {"section_id": section_id, "body": body, "proposed_wording": wording, **extra}
+        "/comments",
+        {
+            "submission_id": new_submission(),
+            "section_id": section_id,
+            "body": body,
+            "proposed_wording": wording,
+            **extra,
+        },
     )
     assert response.status_code == 422, response.text
     assert "text/html" in response.headers["content-type"]
@@ -526,7 +564,12 @@ async def test_a_focal_point_cannot_touch_another_organisations_comment(review: 
     section_id = re.search(r'name="section_id" value="(\d+)"', page.text).group(1)  # type: ignore[union-attr]
     await review.http.post(
         other_path + "/comments",
-        data={"csrf_token": csrf_of(page), "section_id": section_id, "body": "Tiranë's."},
+        data={
+            "csrf_token": csrf_of(page),
+            "submission_id": new_submission(),
+            "section_id": section_id,
+            "body": "Tiranë's.",
+        },
     )
     (theirs,) = await comments_of(db, review.built.tasks["municipality-tirane"])
     before = await snapshot(db)
@@ -541,11 +584,18 @@ async def test_a_focal_point_cannot_touch_another_organisations_comment(review: 
 
 
 @pytest.mark.parametrize("case", ["no cookie", "wrong token", "no token field", "token of another cookie"])
-async def test_a_post_without_a_valid_csrf_token_is_refused(review: Review, case: str) -> None:
+async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(review: Review, case: str) -> None:
     page = await review.page()
     token = csrf_of(page)
-    section_id = str(review.section("4").id)
-    data = {"csrf_token": token, "section_id": section_id, "body": "Forged comment"}
+    section_id = review.section("4").id
+    body = "My carefully typed comment on the labour shortage list."
+    statement = "Our statement, typed with care before the form expired."
+    data = {
+        "csrf_token": token,
+        "submission_id": comment_submission_of(page, section_id),
+        "section_id": str(section_id),
+        "body": body,
+    }
     if case == "wrong token":
         data["csrf_token"] = "0" * 64
     elif case == "no token field":
@@ -557,33 +607,107 @@ async def test_a_post_without_a_valid_csrf_token_is_refused(review: Review, case
     if case == "no cookie":
         review.http.cookies.clear()
     before = await snapshot(review.db)
-    for suffix, form in [
-        ("/comments", data),
+    for suffix, form, typed in [
+        ("/comments", data, body),
         (
             "/sign-off",
             {
-                **data,
+                **{name: value for name, value in data.items() if name != "body"},
                 "submission_id": submission_of(page),
-                "decision": "approve",
-                "signer_name": "Eve Forger",
-                "signer_title": "Nobody",
+                "decision": "object",
+                "statement": statement,
+                "signer_name": "Arben Hoxha",
+                "signer_title": "Director of Policy",
             },
+            statement,
         ),
     ]:
         response = await review.http.post(review.path + suffix, data=form)
         assert response.status_code == 403, response.text
-        assert "nothing was recorded" in page_text(response)
+        assert "text/html" in response.headers["content-type"]
+        text = page_text(response)
+        assert "Not recorded." in text
+        assert "did not come from this site, so nothing was recorded" in text
+        assert "4. Labour migration" in text  # the review page itself, not a bare error page
+        # What was typed is there to copy, read-only: not put back into a form ready to send.
+        assert re.search(rf"<textarea readonly[^>]*>{re.escape(html.escape(typed, quote=False))}</textarea>", response.text)
+        assert response.text.count(html.escape(typed, quote=False)) == 1
     assert await snapshot(review.db) == before
 
+    # The page that refused the form carries a valid token (and cookie): sending again from it works.
+    again = await review.http.post(
+        review.path + "/comments",
+        data={**data, "csrf_token": csrf_of(response), "submission_id": new_submission()},
+    )
+    assert again.status_code == 303, again.text
+    (comment,) = await comments_of(review.db, review.task_id)
+    assert comment.body == body
 
-async def test_csrf_cookie_is_http_only_and_same_site(review: Review) -> None:
+
+async def test_csrf_cookie_is_http_only_lax_and_not_secure_over_http(review: Review) -> None:
     fresh, _ = await open_client(review.settings, review.db)
     async with fresh:
         page = await fresh.get(review.path)
     cookie = page.headers["set-cookie"].lower()
     assert cookie.startswith("rt_csrf=")
     assert "httponly" in cookie
-    assert "samesite=strict" in cookie
+    assert "samesite=lax" in cookie
+    assert "secure" not in cookie
+    assert "path=/" in cookie
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "request_scheme", "secure"),
+    [
+        ("https://roundtable.example", "http", True),  # TLS ends at the proxy: the app sees http
+        ("https://roundtable.example", "https", True),
+        ("http://testserver", "https", False),  # the scheme of the request is not what decides
+    ],
+)
+async def test_cookies_are_secure_when_the_service_is_published_over_https(
+    review: Review, public_base_url: str, request_scheme: str, secure: bool
+) -> None:
+    settings = review.settings.model_copy(update={"public_base_url": public_base_url})
+    app = create_app(settings, db=review.db, scheduler=RecordingScheduler(settings))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=f"{request_scheme}://testserver", headers=BROWSER_HEADERS
+    ) as client:
+        page = await client.get(review.path)
+        assert page.status_code == 200
+        csrf_cookie = page.headers["set-cookie"].lower()
+    assert csrf_cookie.startswith("rt_csrf=")
+    assert ("; secure" in csrf_cookie) is secure
+    assert "samesite=lax" in csrf_cookie
+
+
+async def test_opening_the_link_again_from_webmail_keeps_the_first_cookie(review: Review) -> None:
+    """A focal point with the page open in one tab clicks the link in webmail again: a cross-site, top-level
+    navigation, on which a SameSite=Lax cookie is sent. The second page must not replace the cookie, or
+    the form in the first tab would be refused."""
+    first_tab = await review.page()
+    cookie = review.http.cookies["rt_csrf"]
+    webmail_click = {
+        "Sec-Fetch-Site": "cross-site",
+        "Sec-Fetch-Mode": "navigate",
+        "Sec-Fetch-Dest": "document",
+        "Referer": "https://webmail.example/",
+    }
+    second_tab = await review.http.get(review.path, headers=webmail_click)
+    assert second_tab.status_code == 200
+    assert "set-cookie" not in second_tab.headers
+    assert review.http.cookies["rt_csrf"] == cookie
+    section_id = review.section("4").id
+    sent = await review.http.post(
+        review.path + "/comments",
+        data={
+            "csrf_token": csrf_of(first_tab),
+            "submission_id": comment_submission_of(first_tab, section_id),
+            "section_id": str(section_id),
+            "body": "Typed in the first tab.",
+        },
+    )
+    assert sent.status_code == 303, sent.text
+    assert csrf_of(second_tab) == csrf_of(first_tab)
 
 
 # ----------------------------------------------------------------------------------------- sign-off
@@ -734,7 +858,7 @@ async def test_a_second_sign_off_is_refused(review: Review) -> None:
         ("maybe", {}, "Decision: choose one of"),
         ("approve", {"signer_name": ""}, "Your full name: this is required"),
         ("approve", {"signer_title": "x"}, "Your title or position: give at least 2 characters"),
-        ("approve", {"submission_id": ""}, "reload the page and submit it again"),
+        ("approve", {"submission_id": ""}, "the form is incomplete or comes from an old copy of this page"),
     ],
 )
 async def test_a_bad_sign_off_is_refused_and_nothing_is_stored(
@@ -772,7 +896,7 @@ async def test_after_sign_off_comments_are_refused(review: Review) -> None:
     before = await snapshot(review.db)
     section_id = str(review.section("4").id)
     for suffix, data in [
-        ("/comments", {"section_id": section_id, "body": "Too late now."}),
+        ("/comments", {"submission_id": new_submission(), "section_id": section_id, "body": "Too late now."}),
         (f"/comments/{comment.id}/edit", {"body": "Changed after signing."}),
         (f"/comments/{comment.id}/withdraw", {}),
     ]:
@@ -802,7 +926,10 @@ async def test_after_the_deadline_the_page_says_so_and_refuses_writes(review: Re
     assert 'id="sign-off-form"' not in page.text
     before = await snapshot(review.db)
     for suffix, data in [
-        ("/comments", {"section_id": str(review.section("4").id), "body": "Late comment."}),
+        (
+            "/comments",
+            {"submission_id": new_submission(), "section_id": str(review.section("4").id), "body": "Late comment."},
+        ),
         (f"/comments/{comment.id}/edit", {"body": "Late edit."}),
         (f"/comments/{comment.id}/withdraw", {}),
         (
@@ -821,7 +948,12 @@ async def test_after_the_deadline_the_page_says_so_and_refuses_writes(review: Re
         assert "has passed" in page_text(response)
     late = await review.http.post(
         review.path + "/comments",
-        data={"csrf_token": token, "section_id": str(review.section("4").id), "body": "My late words."},
+        data={
+            "csrf_token": token,
+            "submission_id": new_submission(),
+            "section_id": str(review.section("4").id),
+            "body": "My late words.",
+        },
     )
     assert "My late words." in late.text  # shown back so that it can be sent another way
     assert await snapshot(review.db) == before
@@ -833,7 +965,7 @@ async def test_a_round_created_with_a_near_deadline_closes_to_writes(
     built = await build_round(db, settings, deadline=datetime.now(UTC) + timedelta(seconds=2))
     http, _ = await open_client(settings, db)
     async with http:
-        path = "/t/" + links.token_of(built.links["ministry-of-interior"][0], settings.secret_key)
+        path = "/t/" + built.tokens["ministry-of-interior"][0]
         page = await http.get(path)
         assert "Status open" in page_text(page)
         await asyncio.sleep(
@@ -868,7 +1000,10 @@ async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(rev
     assert "No sign-off was recorded" in text
     before = await snapshot(review.db)
     for suffix, data in [
-        ("/comments", {"section_id": str(review.section("4").id), "body": "After close."}),
+        (
+            "/comments",
+            {"submission_id": new_submission(), "section_id": str(review.section("4").id), "body": "After close."},
+        ),
         (
             "/sign-off",
             {
@@ -933,11 +1068,8 @@ async def test_a_revoked_link_is_refused(review: Review) -> None:
 async def test_no_raw_token_is_stored_anywhere(review: Review) -> None:
     await review.add_comment("4", "A comment.", paragraph="4.2")
     await review.sign_off("approve_with_comments")
-    tokens = [
-        links.token_of(link, review.settings.secret_key)
-        for group in review.built.links.values()
-        for link in group
-    ]
+    tokens = [token for group in review.built.tokens.values() for token in group]
+    assert len(tokens) == 4
     assert review.token in tokens
     found: list[tuple[str, str]] = []
     async with review.db.engine.connect() as session:
@@ -981,7 +1113,7 @@ async def test_a_sign_off_racing_the_close_never_both_win(db: Database, settings
     built = await build_round(db, settings, keys=["ministry-of-interior"])
     http, _ = await open_client(settings, db)
     async with http:
-        path = "/t/" + links.token_of(built.links["ministry-of-interior"][0], settings.secret_key)
+        path = "/t/" + built.tokens["ministry-of-interior"][0]
         page = await http.get(path)
         form = {
             "csrf_token": csrf_of(page),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -86,6 +87,7 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
                 "section_id": section_id,
                 "body": f"Comment from {key}",
                 "kind": "editorial",
+                "submission_id": uuid.uuid4().hex,
             },
         )
         assert comment.status_code == 303, comment.text

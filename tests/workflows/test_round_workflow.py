@@ -17,12 +17,20 @@ from models.enums import Decision, RoundStatus, TaskStatus
 from models.reviews import AccessLink, SignOffCreate
 from models.rounds import ReviewTask, Round
 from notifications.mailbox import DevMailbox
-from services import links, reviews
+from services import reviews
 from services.db import Database
 from services.reviews import ClientInfo
 from services.settings import Settings
 from tests.conftest import TEMPORAL_TEST_SERVER, Stack
-from tests.harness import TEST_ACTOR, WorkerHandle, eventually, messages_to, seed_round, user_id_of
+from tests.harness import (
+    TEST_ACTOR,
+    WorkerHandle,
+    eventually,
+    messages_to,
+    review_token,
+    seed_round,
+    user_id_of,
+)
 from tests.notifications.support import RecordingSink
 from workflows.client import Scheduler, launch_round, round_workflow_id
 
@@ -35,11 +43,12 @@ async def links_of(db: Database, round_id: int) -> list[AccessLink]:
         return list(await session.exec(select(AccessLink).where(AccessLink.round_id == round_id)))
 
 
-async def sign_off_task(db: Database, settings: Settings, link: AccessLink, decision: Decision) -> None:
+async def sign_off_task(db: Database, mailbox: DevMailbox, link: AccessLink, decision: Decision) -> None:
+    """The focal point signs off through the link in their invitation."""
     async with db.write_session() as session:
         await reviews.sign_off(
             session,
-            token=links.token_of(link, settings.secret_key),
+            token=review_token(mailbox, link.email),
             data=SignOffCreate(
                 decision=decision,
                 statement="Agreed by the directorate.",
@@ -112,7 +121,7 @@ async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> 
     await worker.stop()  # signed off while no worker runs: the wake-up waits in Temporal
     focal_points = [link for link in every_link if link.role == "focal_point"]
     for link in focal_points:
-        await sign_off_task(stack.db, settings, link, Decision.approve)
+        await sign_off_task(stack.db, stack.mailbox, link, Decision.approve)
     await stack.scheduler.wake(round_id)
     await worker.start()
     try:
@@ -193,7 +202,7 @@ async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
                 for link in await links_of(db, round_id)
                 if link.role == "focal_point" and "ministry-of-interior" in link.email
             )
-            await sign_off_task(db, stack_settings, interior, Decision.object)
+            await sign_off_task(db, mailbox, interior, Decision.object)
         assert await handle.result() == "closed"
         description = await handle.describe()
 

@@ -1,13 +1,21 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from models.audit import AuditEventPage
+from models.audit import AuditChainHead, AuditEventPage
 from services import audit
-from services.web.deps import MAX_ID, ApiRoute, DatabaseDep, IdQuery, Reader, ReadSession
+from services.web.deps import (
+    ActionQuery,
+    ApiRoute,
+    DatabaseDep,
+    IdQuery,
+    LimitQuery,
+    Reader,
+    ReadSession,
+    SeqQuery,
+)
+from services.web.exports import audit_export
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=ApiRoute)
 
@@ -18,9 +26,9 @@ async def events(
     _principal: Reader,
     round_id: IdQuery = None,
     task_id: IdQuery = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
-    after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    action: ActionQuery = None,
+    after_seq: SeqQuery = 0,
+    limit: LimitQuery = 100,
 ) -> AuditEventPage:
     """Page through the trail in seq order; pass `next_after_seq` back as `after_seq` for the next page."""
     return await audit.list_events(
@@ -28,17 +36,21 @@ async def events(
     )
 
 
+@router.get("/head", response_model=AuditChainHead, response_model_include={"seq", "hash"})
+async def head(session: ReadSession, _principal: Reader) -> AuditChainHead:
+    """The end of the chain now: `{"seq": N, "hash": "<64 hex>"}` of the last event (0 and 64 zeros
+    before the first one).
+
+    An auditor notes it, or publishes it somewhere the operators of this service cannot rewrite, and
+    later checks that an export still reaches exactly that event with that hash:
+    `roundtable audit verify FILE --head SEQ:HASH`. The chain alone proves no event was changed or removed
+    in the middle; the noted head also proves none was cut off the end and the chain was not rebuilt from
+    that point on.
+    """
+    return await audit.chain_head(session)
+
+
 @router.get("/export", response_class=StreamingResponse)
 async def export(db: DatabaseDep, _principal: Reader) -> StreamingResponse:
     """The whole hash chain as JSON Lines; check it with `roundtable audit verify FILE`."""
-
-    async def lines():  # type: ignore[no-untyped-def]
-        async with db.session() as session:
-            async for line in audit.export_lines(session):
-                yield line
-
-    return StreamingResponse(
-        lines(),
-        media_type="application/x-ndjson",
-        headers={"Content-Disposition": 'attachment; filename="roundtable-audit.jsonl"'},
-    )
+    return audit_export(db)

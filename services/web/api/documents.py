@@ -1,12 +1,20 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, status
 
 from models.documents import DocumentRead
 from services import documents
-from services.web.deps import ApiRoute, Coordinator, IdPath, Reader, ReadSession, WriteSession
+from services.web.deps import (
+    ApiRoute,
+    Coordinator,
+    DraftFile,
+    DraftTitle,
+    IdPath,
+    Reader,
+    ReadSession,
+    UploadedFile,
+    WriteSession,
+)
 from services.web.uploads import read_upload
 
 router = APIRouter(prefix="/documents", tags=["drafts"], route_class=ApiRoute)
@@ -16,8 +24,8 @@ router = APIRouter(prefix="/documents", tags=["drafts"], route_class=ApiRoute)
 async def upload_document(
     session: WriteSession,
     principal: Coordinator,
-    file: Annotated[UploadFile, File(description="The draft: Markdown (.md) or Word (.docx).")],
-    title: Annotated[str, Form(max_length=500)] = "",
+    file: DraftFile,
+    title: DraftTitle = "",
 ) -> DocumentRead:
     """Import a draft; `##` headings become sections, numbered paragraphs keep their numbers."""
     content = await read_upload(file)
@@ -38,7 +46,7 @@ async def get_document(session: ReadSession, _principal: Reader, document_id: Id
 
 @router.post("/{document_id}/versions", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
 async def upload_revision(
-    session: WriteSession, principal: Coordinator, document_id: IdPath, file: Annotated[UploadFile, File()]
+    session: WriteSession, principal: Coordinator, document_id: IdPath, file: UploadedFile
 ) -> DocumentRead:
     """Add a revised draft (the text of a later round) as the document's next version."""
     content = await read_upload(file)

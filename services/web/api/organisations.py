@@ -1,26 +1,18 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, File, Path, UploadFile, status
+from fastapi import APIRouter, status
 
 from models.enums import OrganisationKind
 from models.organisations import ImportResult, OrganisationCreate, OrganisationRead, OrganisationUpdate
 from services import organisations
-from services.web.deps import ApiRoute, Coordinator, Reader, ReadSession, WriteSession
+from services.web.deps import ApiRoute, Coordinator, KeyPath, Reader, ReadSession, UploadedFile, WriteSession
 from services.web.uploads import read_upload
-
-KeyPath = Annotated[
-    str, Path(min_length=1, max_length=80, description="Registry key, e.g. ministry-of-interior.")
-]
 
 router = APIRouter(prefix="/organisations", tags=["registry"], route_class=ApiRoute)
 
 
 @router.post("/import", response_model=ImportResult)
-async def import_registry(
-    session: WriteSession, principal: Coordinator, file: Annotated[UploadFile, File()]
-) -> ImportResult:
+async def import_registry(session: WriteSession, principal: Coordinator, file: UploadedFile) -> ImportResult:
     """Create or update organisations from a CSV file, matched by key. A file with bad rows imports
     nothing and gets 422 listing every bad line."""
     content = await read_upload(file)

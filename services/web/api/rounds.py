@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
-from pydantic import BaseModel
 
 from models.reviews import CommentRead, SignOffRead
-from models.rounds import RoundCreate, RoundListItem, RoundRead
+from models.rounds import RoundCreate, RoundLaunchRead, RoundListItem, RoundRead
 from services import rounds
 from services.web.deps import (
     ApiRoute,
@@ -20,13 +19,6 @@ from services.web.deps import (
 from workflows.client import launch_round, round_workflow_id
 
 router = APIRouter(prefix="/rounds", tags=["rounds"], route_class=ApiRoute)
-
-
-class LaunchAccepted(BaseModel):
-    id: int
-    launched: bool
-    """False when the round was already open: nothing new was started."""
-    workflow_id: str
 
 
 @router.post("", response_model=RoundRead, status_code=status.HTTP_201_CREATED)
@@ -46,14 +38,14 @@ async def get_round(session: ReadSession, _principal: Reader, round_id: IdPath) 
     return await rounds.get_round(session, round_id=round_id)
 
 
-@router.post("/{round_id}/launch", response_model=LaunchAccepted, status_code=status.HTTP_202_ACCEPTED)
+@router.post("/{round_id}/launch", response_model=RoundLaunchRead, status_code=status.HTTP_202_ACCEPTED)
 async def launch(
     db: DatabaseDep, scheduler: SchedulerDep, settings: SettingsDep, principal: Coordinator, round_id: IdPath
-) -> LaunchAccepted:
+) -> RoundLaunchRead:
     """Open the round and start its scheduler, which sends the invitations.
     Launching twice starts nothing new."""
     launched = await launch_round(db, scheduler, round_id=round_id, actor=principal.actor)
-    return LaunchAccepted(id=round_id, launched=launched, workflow_id=round_workflow_id(settings, round_id))
+    return RoundLaunchRead(id=round_id, launched=launched, workflow_id=round_workflow_id(settings, round_id))
 
 
 @router.get("/{round_id}/sign-offs", response_model=list[SignOffRead])

@@ -7,65 +7,51 @@ page without the forms, and any POST of theirs is refused. GET never changes any
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from models.enums import OrganisationKind, RoundStatus
 from models.rounds import RoundCreate
 from services import audit, console_views, documents, organisations, rounds, users
-from services.errors import DomainError, Forbidden, InvalidInput, TooManyRequests, Unauthorized
-from services.settings import Settings
-from services.users import Principal
-from services.web import csrf
+from services.errors import DomainError, InvalidInput, TooManyRequests, Unauthorized
+from services.formatting import parse_local_datetime
+from services.web.console_page import Page
+from services.web.csrf import secure_cookies
 from services.web.deps import (
     CONSOLE_COOKIE,
+    Changer,
+    Client,
+    ConsolePage,
     ConsolePrincipal,
+    CountQuery,
     DatabaseDep,
+    FormList,
+    FormText,
+    IdPath,
+    OptionalFile,
     ReadSession,
     SchedulerDep,
-    SettingsDep,
-    Templates,
+    SeqQuery,
+    SignInPage,
+    SignInRequired,
     WriteSession,
+    parse_id,
 )
 from services.web.errors import describe_validation
+from services.web.exports import audit_export
 from services.web.uploads import read_upload
 from workflows.client import launch_round
 
 LOGIN_PATH = "/console/login"
-ROLES_THAT_CHANGE = ("coordinator", "admin")
 AUDIT_PAGE_SIZE = 100
-# Shown after a redirect (?done=...); a reload shows the same page without doing anything again.
-NOTICES = {
-    "created": "The round was created as a draft. Check it, then launch it to send the invitations.",
-    "launched": "The round was launched: its scheduler is sending the invitations now.",
-    "already-open": "The round was already open; nothing new was started.",
-    "uploaded": "The draft was imported.",
-    "revised": "The revised draft was added as the document's next version.",
-}
-FormText = Annotated[str, Form()]
-FormList = Annotated[list[str] | None, Form()]
-OptionalFile = Annotated[UploadFile | None, File()]
-
-
-# ------------------------------------------------------------------------------------ who is asking
-
-
-class SignInRequired(Exception):
-    """No valid console session; the console's routes answer with a redirect to the sign-in page."""
-
-    def __init__(self, next_path: str | None) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
 
 
 class ConsoleRoute(APIRoute):
@@ -87,34 +73,6 @@ class ConsoleRoute(APIRoute):
 router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
 
-def may_change(principal: Principal) -> bool:
-    """Coordinators and admins change data; auditors only read."""
-    return principal.role in ROLES_THAT_CHANGE
-
-
-def _signed_in(request: Request, principal: ConsolePrincipal) -> Principal:
-    if principal is None:
-        # After signing in, come back to the page asked for; a form's target is no page to come back to.
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(here if request.method == "GET" else None)
-    return principal
-
-
-SignedIn = Annotated[Principal, Depends(_signed_in)]
-
-
-def _changer(principal: SignedIn) -> Principal:
-    if not may_change(principal):
-        raise Forbidden(
-            f"You are signed in as {principal.role}: you can read everything in the console but change "
-            "nothing. Coordinators and admins make changes.",
-        )
-    return principal
-
-
-Changer = Annotated[Principal, Depends(_changer)]
-
-
 def safe_next(target: str | None) -> str:
     """A local path to go to after signing in; anything else (another site, //host, \\host) is ignored."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\\" in target:
@@ -123,58 +81,6 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc or any(ord(character) < 32 for character in target):
         return "/console"
     return target
-
-
-# --------------------------------------------------------------------------------------- rendering
-
-
-@dataclass(frozen=True)
-class Page:
-    """What every console page needs to render: the request, the templates, settings and the user."""
-
-    request: Request
-    templates: Jinja2Templates
-    settings: Settings
-    principal: Principal | None
-
-    def render(self, name: str, context: dict[str, Any], *, status_code: int = 200) -> Response:
-        cookie, is_new = csrf.cookie_value(self.request)
-        done = self.request.query_params.get("done", "")
-        response = self.templates.TemplateResponse(
-            self.request,
-            name,
-            {
-                "principal": self.principal,
-                "can_change": self.principal is not None and may_change(self.principal),
-                "show_devmail": not self.settings.is_production,
-                "csrf_token": csrf.form_token(self.settings.secret_key, cookie),
-                "timezone": self.settings.timezone,
-                "notice": NOTICES.get(done) if status_code == 200 else None,
-                "error": None,
-                "problems": [],
-                **context,
-            },
-            status_code=status_code,
-            headers={"Cache-Control": "no-store"},
-        )
-        if is_new:
-            csrf.set_cookie(response, cookie, secure=self.request.url.scheme == "https")
-        return response
-
-    def check_csrf(self, submitted: str) -> None:
-        csrf.check(self.request, submitted, self.settings.secret_key)
-
-
-def _page(request: Request, templates: Templates, settings: SettingsDep, principal: SignedIn) -> Page:
-    return Page(request, templates, settings, principal)
-
-
-def _sign_in_page(request: Request, templates: Templates, settings: SettingsDep) -> Page:
-    return Page(request, templates, settings, None)
-
-
-ConsolePage = Annotated[Page, Depends(_page)]
-SignInPage = Annotated[Page, Depends(_sign_in_page)]
 
 
 def _problem(exc: DomainError | ValidationError) -> tuple[int, str, list[str]]:
@@ -200,6 +106,7 @@ async def login_form(page: SignInPage, principal: ConsolePrincipal, next: str = 
 async def login(
     page: SignInPage,
     session: WriteSession,
+    client: Client,
     csrf_token: FormText = "",
     email: FormText = "",
     password: FormText = "",
@@ -207,10 +114,11 @@ async def login(
 ) -> Response:
     page.check_csrf(csrf_token)
     try:
-        _principal, secret = await users.sign_in(session, email=email, password=password)
+        # Failures count per email and address: a stranger guessing cannot lock the owner out elsewhere.
+        _principal, secret = await users.sign_in(session, email=email, password=password, ip=client.ip)
     except (Unauthorized, TooManyRequests) as exc:
         await session.rollback()
-        message = "Wrong email or password." if exc.status_code == 401 else exc.detail
+        message = "Wrong email or password." if isinstance(exc, Unauthorized) else exc.detail
         return page.render(
             "console/login.html",
             {"email": email, "next": safe_next(next), "error": message},
@@ -224,7 +132,7 @@ async def login(
         path="/console",
         httponly=True,
         samesite="lax",
-        secure=page.request.url.scheme == "https",
+        secure=secure_cookies(page.settings),
     )
     return response
 
@@ -236,7 +144,9 @@ async def logout(page: SignInPage, session: WriteSession, csrf_token: FormText =
     if secret:
         await users.sign_out(session, secret=secret)
     response = RedirectResponse(LOGIN_PATH, status_code=303)
-    response.delete_cookie(CONSOLE_COOKIE, path="/console", httponly=True, samesite="lax")
+    response.delete_cookie(
+        CONSOLE_COOKIE, path="/console", httponly=True, samesite="lax", secure=secure_cookies(page.settings)
+    )
     return response
 
 
@@ -292,33 +202,11 @@ async def new_round(page: ConsolePage, session: ReadSession) -> Response:
     return await _new_round_form(page, session, form)
 
 
-def deadline_in_zone(value: str, timezone: str) -> datetime:
-    """A datetime-local value (no offset) read as a wall-clock time in the deployment's zone."""
-    text = value.strip()
-    if not text:
-        raise InvalidInput("Give the deadline: a date and a time.")
-    try:
-        typed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"'{text}' is not a date and time (expected e.g. 2026-12-15T17:00).") from None
-    if typed.tzinfo is not None:
-        return typed
-    zone = ZoneInfo(timezone)
-    local = typed.replace(tzinfo=zone)
-    # A time skipped when the clocks go forward does not exist there; zoneinfo would silently shift it.
-    if local.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != typed:
-        raise InvalidInput(
-            f"{text} does not exist in {timezone} (the clocks change then); pick another time."
-        )
-    return local
-
-
 def _round_create(form: dict[str, Any], timezone: str) -> RoundCreate:
     """The typed form as a RoundCreate; InvalidInput or ValidationError says what is wrong."""
-    try:
-        version_id = int(form["document_version_id"])
-    except ValueError:
-        raise InvalidInput("Choose the draft version the round consults on.") from None
+    version_id = parse_id(form["document_version_id"])
+    if version_id is None:
+        raise InvalidInput("Choose the draft version the round consults on.")
     mode = form["organisations"]
     keys: list[str] | None = None
     kinds: list[str] | None = None
@@ -340,7 +228,7 @@ def _round_create(form: dict[str, Any], timezone: str) -> RoundCreate:
     return RoundCreate(
         title=form["title"].strip(),  # RoundCreate checks the length before it strips
         document_version_id=version_id,
-        deadline=deadline_in_zone(form["deadline"], timezone),
+        deadline=parse_local_datetime(form["deadline"], timezone=timezone),
         organisation_keys=keys,
         organisation_kinds=kinds,  # type: ignore[arg-type]  # pydantic checks the kinds
         section_numbers=numbers,
@@ -387,7 +275,7 @@ async def create_round(
 
 
 @router.get("/rounds/{round_id}")
-async def round_page(page: ConsolePage, session: ReadSession, round_id: int) -> Response:
+async def round_page(page: ConsolePage, session: ReadSession, round_id: IdPath) -> Response:
     """The round's status, each organisation's task, the sign-off register and the comment matrix."""
     overview = await console_views.round_overview(session, round_id=round_id)
     return page.render(
@@ -401,7 +289,7 @@ async def launch(
     principal: Changer,
     db: DatabaseDep,
     scheduler: SchedulerDep,
-    round_id: int,
+    round_id: IdPath,
     csrf_token: FormText = "",
 ) -> Response:
     """Open the round and start its scheduler; launching twice starts nothing new."""
@@ -455,9 +343,9 @@ async def registry(
     page: ConsolePage,
     session: ReadSession,
     kind: str = "",
-    created: Annotated[int | None, Query(ge=0)] = None,
-    updated: Annotated[int | None, Query(ge=0)] = None,
-    unchanged: Annotated[int | None, Query(ge=0)] = None,
+    created: CountQuery = None,
+    updated: CountQuery = None,
+    unchanged: CountQuery = None,
 ) -> Response:
     """The stakeholder registry, grouped by kind; `?kind=` shows one kind."""
     counts = None
@@ -567,7 +455,7 @@ async def upload_revision(
     principal: Changer,
     session: WriteSession,
     read_session: ReadSession,
-    document_id: int,
+    document_id: IdPath,
     csrf_token: FormText = "",
     file: OptionalFile = None,
 ) -> Response:
@@ -607,17 +495,15 @@ def _round_filter(round_id: str) -> int | None:
     text = round_id.strip()
     if not text:
         return None
-    if not text.isdigit():
-        raise InvalidInput(f"'{text}' is not a round number.")
-    return int(text)
+    chosen = parse_id(text)
+    if chosen is None:
+        raise InvalidInput(f"'{text[:40]}' is not a round number.")
+    return chosen
 
 
 @router.get("/audit")
 async def audit_events(
-    page: ConsolePage,
-    session: ReadSession,
-    round_id: str = "",
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    page: ConsolePage, session: ReadSession, round_id: str = "", after_seq: SeqQuery = 0
 ) -> Response:
     """The audit trail in seq order, a page at a time, optionally for one round."""
     chosen = _round_filter(round_id)
@@ -628,20 +514,6 @@ async def audit_events(
 
 
 @router.get("/audit/export")
-async def audit_export(_page: ConsolePage, db: DatabaseDep) -> StreamingResponse:
+async def audit_export_download(_page: ConsolePage, db: DatabaseDep) -> StreamingResponse:
     """The whole hash chain as JSON Lines; check it with `roundtable audit verify FILE`."""
-
-    async def lines() -> AsyncIterator[str]:
-        # The export outlives this request's dependencies, so it reads through a session of its own.
-        async with db.session() as session:
-            async for line in audit.export_lines(session):
-                yield line
-
-    return StreamingResponse(
-        lines(),
-        media_type="application/x-ndjson",
-        headers={
-            "Content-Disposition": 'attachment; filename="roundtable-audit.jsonl"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return audit_export(db)

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup, escape
 
 from notifications.mailbox import DevMailbox, MailboxEntry
 from services.errors import NotFound
 from services.web import csrf
-from services.web.deps import SettingsDep, Templates
+from services.web.deps import CountQuery, FormText, Mailbox, PageNumberQuery, SettingsDep, Templates
 
 router = APIRouter(prefix="/dev/mail", include_in_schema=False)
 
@@ -29,14 +28,6 @@ MESSAGES_PER_PAGE = 50
 _URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?"
 SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
-
-
-def _mailbox(settings: SettingsDep) -> DevMailbox:
-    # Where `roundtable dev` runs its SMTP sink.
-    return DevMailbox(Path(settings.data_dir) / "mail")
-
-
-Mailbox = Annotated[DevMailbox, Depends(_mailbox)]
 
 
 @dataclass(frozen=True)
@@ -79,16 +70,14 @@ def _listed(mailbox: DevMailbox, entries: list[MailboxEntry]) -> list[ListedMess
 def _render(
     request: Request, templates: Templates, settings: SettingsDep, name: str, context: dict[str, Any]
 ) -> Response:
-    cookie, is_new = csrf.cookie_value(request)
-    response = templates.TemplateResponse(
+    return csrf.render(
         request,
+        templates,
+        settings,
         name,
-        {"csrf_token": csrf.form_token(settings.secret_key, cookie), "link_label": link_label, **context},
+        {"link_label": link_label, **context},
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
-    if is_new:
-        csrf.set_cookie(response, cookie, secure=request.url.scheme == "https")
-    return response
 
 
 @router.get("")
@@ -97,8 +86,8 @@ def inbox(
     templates: Templates,
     settings: SettingsDep,
     mailbox: Mailbox,
-    page: Annotated[int, Query(ge=1)] = 1,
-    cleared: Annotated[int | None, Query(ge=0)] = None,
+    page: PageNumberQuery = 1,
+    cleared: CountQuery = None,
 ) -> Response:
     """The messages received, newest first, with the links found in each."""
     total = mailbox.count()
@@ -121,9 +110,7 @@ def inbox(
 
 
 @router.post("/clear")
-def clear(
-    request: Request, settings: SettingsDep, mailbox: Mailbox, csrf_token: Annotated[str, Form()] = ""
-) -> Response:
+def clear(request: Request, settings: SettingsDep, mailbox: Mailbox, csrf_token: FormText = "") -> Response:
     csrf.check(request, csrf_token, settings.secret_key)
     removed = mailbox.clear()
     return RedirectResponse(f"/dev/mail?cleared={removed}", status_code=303)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -20,7 +20,17 @@ from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
 from services import reviews
 from services.errors import DomainError, InvalidInput, NotFound
 from services.web import csrf
-from services.web.deps import Client, IdPath, ReadSession, SchedulerDep, SettingsDep, Templates, WriteSession
+from services.web.deps import (
+    Client,
+    FormText,
+    IdPath,
+    ReadSession,
+    SchedulerDep,
+    SettingsDep,
+    Templates,
+    WriteSession,
+    parse_id,
+)
 
 router = APIRouter(prefix="/t", include_in_schema=False)
 
@@ -43,7 +53,14 @@ FIELD_LABELS = {
 }
 KEPT_FIELDS = ("body", "proposed_wording", "statement")
 """Free text a person typed: shown back whenever the form it came from is not on the page any more."""
-FormText = Annotated[str, Form()]
+CSRF_REFUSED = (
+    "This form has expired or did not come from this site, so nothing was recorded. If you sent it, "
+    "check what you typed (shown below), then paste it into the form on this page and submit it again."
+)
+FORM_INCOMPLETE = (
+    "the form is incomplete or comes from an old copy of this page; check it below and submit it again"
+)
+PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 
 
 def form_problems(exc: ValidationError) -> list[str]:
@@ -55,7 +72,7 @@ def form_problems(exc: ValidationError) -> list[str]:
         kind = error.get("type", "")
         context = error.get("ctx") or {}
         if name == "submission_id":
-            problems.append("the form is incomplete; reload the page and submit it again")
+            problems.append(FORM_INCOMPLETE)
         elif kind == "value_error":
             problems.append(str(context.get("error", error.get("msg", "invalid"))))
         elif kind == "string_too_short" and name == "body":
@@ -103,35 +120,36 @@ async def _render(
     status_code: int = 200,
     error: str | None = None,
     form: dict[str, Any] | None = None,
+    refill: bool = True,
 ) -> Response:
+    """The page; after a refused form, with the message and what was typed: back in the form when the
+    page still shows it and `refill`, otherwise read-only above the sections, to copy."""
     page = await reviews.review_page(session, token=token)
     form = form or {}
-    cookie, is_new = csrf.cookie_value(request)
     notice = NOTICES.get(request.query_params.get("done", ""))
     kept = []
-    if form and not _form_shown(page, form):
+    if form and not (refill and _form_shown(page, form)):
         kept = [(FIELD_LABELS[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()]
-    response = templates.TemplateResponse(
+    return csrf.render(
         request,
+        templates,
+        settings,
         "review.html",
         {
             "page": page,
             "token": token,
-            "csrf_token": csrf.form_token(settings.secret_key, cookie),
-            "submission_id": uuid.uuid4().hex,
+            # Each form it is called for gets its own: the same form sent twice is recorded once.
+            "new_submission_id": lambda: uuid.uuid4().hex,
             "notice": notice if status_code == 200 else None,
             "error": error,
-            "form": form,
+            "form": form if refill else {},
             "kept": kept,
             "comment_kinds": list(CommentKind),
             "decisions": list(Decision),
         },
         status_code=status_code,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"},
+        headers=PAGE_HEADERS,
     )
-    if is_new:
-        csrf.set_cookie(response, cookie, secure=request.url.scheme == "https")
-    return response
 
 
 @router.get("/{token}")
@@ -154,7 +172,22 @@ async def _submit(
     action: Callable[[], Awaitable[str]],
 ) -> Response:
     """Run a form's action; on bad input show the page again with the message and what was typed."""
-    csrf.check(request, csrf_token, settings.secret_key)
+    try:
+        csrf.check(request, csrf_token, settings.secret_key)
+    except csrf.CsrfFailed as exc:
+        # What was typed is shown to copy, not put back into a form that the fresh token would let
+        # through: another site must not be able to prepare a filled-in form for one click.
+        return await _render(
+            request,
+            read_session,
+            templates,
+            settings,
+            token,
+            status_code=exc.status_code,
+            error=CSRF_REFUSED,
+            form=form,
+            refill=False,
+        )
     try:
         if any("\x00" in value for value in form.values() if isinstance(value, str)):
             raise InvalidInput(
@@ -192,11 +225,6 @@ async def _submit(
     )
 
 
-def _section_id(value: str) -> int | None:
-    value = value.strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 12 else None
-
-
 @router.post("/{token}/comments")
 async def add_comment(
     request: Request,
@@ -207,15 +235,19 @@ async def add_comment(
     client: Client,
     token: str,
     csrf_token: FormText = "",
+    submission_id: FormText = "",
     section_id: FormText = "",
     body: FormText = "",
     kind: FormText = "general",
     paragraph: FormText = "",
     proposed_wording: FormText = "",
 ) -> Response:
-    section = _section_id(section_id)
+    """Record a comment. The form's submission_id makes a repeated submission (a double click, a resent
+    form) return the comment recorded the first time."""
+    section = parse_id(section_id)
     form = {
         "section_id": section,
+        "submission_id": submission_id,
         "body": body,
         "kind": kind,
         "paragraph": paragraph,
@@ -232,6 +264,7 @@ async def add_comment(
                 "kind": kind,
                 "paragraph": paragraph,
                 "proposed_wording": proposed_wording,
+                "submission_id": submission_id,
             }
         )
         comment = await reviews.add_comment(session, token=token, data=data, client=client)
@@ -312,6 +345,7 @@ async def sign_off(
     signer_title: FormText = "",
 ) -> Response:
     form = {
+        "submission_id": submission_id,
         "decision": decision,
         "statement": statement,
         "signer_name": signer_name,

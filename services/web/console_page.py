@@ -1,0 +1,62 @@
+"""What every console page renders with: the signed-in user, what they may do, the CSRF token, a notice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.templating import Jinja2Templates
+
+from services.settings import Settings
+from services.users import Principal
+from services.web import csrf
+
+ROLES_THAT_CHANGE = ("coordinator", "admin")
+# Shown after a redirect (?done=...); a reload shows the same page without doing anything again.
+NOTICES = {
+    "created": "The round was created as a draft. Check it, then launch it to send the invitations.",
+    "launched": "The round was launched: its scheduler is sending the invitations now.",
+    "already-open": "The round was already open; nothing new was started.",
+    "uploaded": "The draft was imported.",
+    "revised": "The revised draft was added as the document's next version.",
+}
+
+
+def may_change(principal: Principal) -> bool:
+    """Coordinators and admins change data; auditors only read."""
+    return principal.role in ROLES_THAT_CHANGE
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every console page needs to render: the request, the templates, settings and the user."""
+
+    request: Request
+    templates: Jinja2Templates
+    settings: Settings
+    principal: Principal | None
+
+    def render(self, name: str, context: dict[str, Any], *, status_code: int = 200) -> Response:
+        done = self.request.query_params.get("done", "")
+        return csrf.render(
+            self.request,
+            self.templates,
+            self.settings,
+            name,
+            {
+                "principal": self.principal,
+                "can_change": self.principal is not None and may_change(self.principal),
+                "show_devmail": not self.settings.is_production,
+                "timezone": self.settings.timezone,
+                "notice": NOTICES.get(done) if status_code == 200 else None,
+                "error": None,
+                "problems": [],
+                **context,
+            },
+            status_code=status_code,
+            headers={"Cache-Control": "no-store"},
+        )
+
+    def check_csrf(self, submitted: str) -> None:
+        csrf.check(self.request, submitted, self.settings.secret_key)
