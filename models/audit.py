@@ -81,6 +81,13 @@ class AuditEventRead(SQLModel):
     hash: str
 
 
+class AuditHeadRead(SQLModel):
+    """The chain's last event: note it, and a later export can be checked to still end at or after it."""
+
+    seq: int
+    hash: str
+
+
 class AuditEventPage(SQLModel):
     events: list[AuditEventRead]
     next_after_seq: int | None

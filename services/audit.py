@@ -176,9 +176,9 @@ def verify_lines(
     lines: Iterable[str | bytes], *, expected_head: tuple[int, str] | None = None
 ) -> VerifyResult:
     """Check a whole export: it starts at seq 1 from the genesis hash, every hash recomputes, every
-    prev_hash is the hash before it, no seq is missing; with `expected_head` (a seq and hash noted
-    earlier, e.g. from GET /api/v1/audit/head) it must also reach that event unchanged, so a cut-off
-    end is caught as well."""
+    prev_hash is the hash before it, no seq is missing. With `expected_head` (a seq and hash noted
+    earlier, e.g. from GET /api/v1/audit/head) the file must also reach that event with that very hash:
+    events cut off the end, or a chain rewritten and hashed afresh, are caught too."""
     count = 0
     previous_seq = 0
     previous_hash = GENESIS_HASH
@@ -197,18 +197,16 @@ def verify_lines(
             return _failed(
                 count, previous_seq, previous_hash, seq if isinstance(seq, int) else None, number, bad
             )
+        if expected_head is not None and seq == expected_head[0] and stored_hash != expected_head[1]:
+            reason = "this is not the noted head: its hash differs, so the chain up to it was rewritten"
+            return _failed(count, previous_seq, previous_hash, seq, number, reason)
         count += 1
         previous_seq, previous_hash = seq, stored_hash
     if count == 0:
         return VerifyResult(False, 0, reason="the file holds no events")
-    if expected_head is not None and (previous_seq, previous_hash) != expected_head:
-        expected_seq = expected_head[0]
-        reason = (
-            f"the chain ends at seq {previous_seq}, but the expected head is seq {expected_seq}"
-            if previous_seq != expected_seq
-            else "the last event's hash is not the expected head's hash"
-        )
-        return _failed(count, previous_seq, previous_hash, previous_seq, number, reason)
+    if expected_head is not None and previous_seq < expected_head[0]:
+        reason = f"the chain ends at seq {previous_seq}, before the noted head at seq {expected_head[0]}"
+        return _failed(count, previous_seq, previous_hash, None, number, reason)
     return VerifyResult(True, count, previous_seq, previous_hash)
 
 

@@ -29,10 +29,13 @@ def parse_local_datetime(text: str, *, timezone: str) -> datetime:
     """
     typed_text = text.strip()
     if not typed_text:
-        raise InvalidInput("Give the deadline: a date and a time.")
+        raise InvalidInput("Give a date and a time, e.g. 2026-12-15T17:00.")
     example = "expected a date and a time, e.g. 2026-12-15T17:00"
     what = f"'{typed_text}'" if len(typed_text) <= 40 and typed_text.isprintable() else "That"
     try:
+        # datetime.fromisoformat alone would take "2026-12-15T17:00\x00": only plain characters pass.
+        if not (typed_text.isascii() and typed_text.isprintable()):
+            raise ValueError(typed_text)
         typed = datetime.fromisoformat(typed_text)
     except ValueError:
         raise InvalidInput(f"{what} is not a date and time ({example}).") from None

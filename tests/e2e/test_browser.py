@@ -14,7 +14,6 @@ from playwright.async_api import Browser, expect
 from sqlmodel import select
 
 from models.reviews import Comment, SignOff
-from services import links
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
@@ -34,7 +33,7 @@ async def test_a_focal_point_comments_edits_and_signs_off(
 ) -> None:
     started = time.monotonic()
     built = await build_round(db, settings)
-    token = links.token_of(built.links["ministry-of-interior"][0], settings.secret_key)
+    token = built.tokens["ministry-of-interior"][0]
     sections = {section.number: section for section in built.sections}
     app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
     served = ServedApp(app)
@@ -65,6 +64,11 @@ async def test_a_focal_point_comments_edits_and_signs_off(
         await page.goto(f"{served.url}/t/{token}")
         await expect(page.locator("h1")).to_have_text("Migration strategy, round 1")
         await expect(page.locator(".facts")).to_contain_text("Ministry of Interior")
+        intro = page.locator(".draft-intro")
+        await expect(intro.locator("h2")).to_contain_text(
+            "National Strategy on Migration Governance 2026–2030"
+        )
+        await expect(intro).to_contain_text("Version 0.9, prepared by the Technical Secretariat")
         await page.get_by_role("link", name="4. Labour migration").click()
         section = page.locator(f"#s-{sections['4'].id}")
         await expect(section.locator("h2")).to_have_text("4. Labour migration")
@@ -84,7 +88,9 @@ async def test_a_focal_point_comments_edits_and_signs_off(
         await add_form.locator("textarea[name=proposed_wording]").fill(
             "…agreed with employers' organisations, trade unions and regional employment offices."
         )
-        await add_form.get_by_role("button", name="Save comment").click()
+        # An impatient double click: one comment (the script sends the form once, the server would
+        # record a second submission of the same form once anyway).
+        await add_form.get_by_role("button", name="Save comment").dblclick()
 
         await expect(page.get_by_role("status")).to_have_text("Your comment was saved.")
         comment = page.locator("article.comment")
@@ -137,3 +143,51 @@ async def test_a_focal_point_comments_edits_and_signs_off(
     assert [(c.paragraph, c.revision, str(c.kind)) for c in comments] == [("4.2", 2, "substantive")]
     assert errors == []
     assert time.monotonic() - started < 30
+
+
+async def test_opening_the_link_again_from_webmail_keeps_the_first_tab_working(
+    chromium: Browser, db: Database, settings: Settings, backend: str
+) -> None:
+    """The focal point opens the link from webmail, starts typing, opens the link from webmail again in
+    another tab (a cross-site navigation), then sends the comment from the first tab: it is recorded."""
+    built = await build_round(db, settings)
+    token = built.tokens["ministry-of-interior"][0]
+    section_id = next(section.id for section in built.sections if section.number == "4")
+    app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
+    served = ServedApp(app)
+    async with served:
+        context = await chromium.new_context()
+        webmail = "https://webmail.example/inbox"
+        link = f'<a id="review" href="{served.url}/t/{token}" target="_blank" rel="noopener">Review</a>'
+        await context.route(
+            "https://webmail.example/**",
+            lambda route: route.fulfill(status=200, content_type="text/html", body=f"<!doctype html>{link}"),
+        )
+        inbox = await context.new_page()
+        await inbox.goto(webmail)
+
+        async with context.expect_page() as opened:
+            await inbox.click("#review")
+        first = await opened.value
+        await first.wait_for_load_state()
+        add_form = first.locator(f"#s-{section_id} details.add-comment")
+        await add_form.locator("summary").click()
+        await add_form.locator("textarea[name=body]").fill(
+            "Typed in the first tab, sent after the second opened."
+        )
+
+        async with context.expect_page() as opened_again:
+            await inbox.click("#review")
+        second = await opened_again.value
+        await second.wait_for_load_state()
+        await expect(second.locator("h1")).to_have_text("Migration strategy, round 1")
+
+        await add_form.get_by_role("button", name="Save comment").click()
+        await expect(first.get_by_role("status")).to_have_text("Your comment was saved.")
+        cookies = [cookie for cookie in await context.cookies() if cookie["name"] == "rt_csrf"]
+        assert [cookie["sameSite"] for cookie in cookies] == ["Lax"]
+        await context.close()
+
+    async with db.session() as session:
+        comments = (await session.exec(select(Comment))).all()
+    assert [comment.body for comment in comments] == ["Typed in the first tab, sent after the second opened."]

@@ -171,7 +171,8 @@ async def test_the_whole_story_with_88_organisations(
     export.write_bytes((await http.get("/api/v1/audit/export", headers=auditor)).content)
     events = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
     assert Counter(event["action"] for event in events)["signoff.recorded"] == 88
-    verified = run_cli(settings, "audit", "verify", str(export))
+    head = (await http.get("/api/v1/audit/head", headers=auditor)).json()
+    verified = run_cli(settings, "audit", "verify", str(export), "--head", f"{head['seq']}:{head['hash']}")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"{len(events)} events" in verified.stdout
 

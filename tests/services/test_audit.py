@@ -101,11 +101,32 @@ def test_damage_is_caught_at_the_first_bad_event(chain: list[str], damage, bad_s
     assert result.describe().startswith(f"FAILED at seq {bad_seq}")
 
 
-def test_a_cut_off_end_is_caught_against_a_noted_head(chain: list[str]) -> None:
-    head = (40, json.loads(chain[-1])["hash"])
-    result = audit.verify_lines(chain[:-3], expected_head=head)
-    assert not result.ok
-    assert "ends at seq 37, but the expected head is seq 40" in (result.reason or "")
+def test_a_noted_head_catches_a_cut_off_end_and_a_rewritten_chain(chain: list[str]) -> None:
+    noted = (30, json.loads(chain[29])["hash"])
+    assert audit.verify_lines(chain, expected_head=noted).ok  # later events are fine
+
+    cut = audit.verify_lines(chain[:25], expected_head=noted)
+    assert not cut.ok
+    assert "ends at seq 25, before the noted head at seq 30" in (cut.reason or "")
+
+    rewritten = rehash([*chain[:9], edited(chain[9], data={"body": "changed"}), *chain[10:]])
+    assert audit.verify_lines(rewritten).ok  # self-consistent, so only the noted head can tell
+    caught = audit.verify_lines(rewritten, expected_head=noted)
+    assert (caught.ok, caught.bad_seq) == (False, 30)
+    assert "rewritten" in (caught.reason or "")
+
+
+def rehash(lines: list[str]) -> list[str]:
+    """What someone with write access to the database could do: recompute every hash after an edit."""
+    previous, fixed = GENESIS_HASH, []
+    for line in lines:
+        event = json.loads(line)
+        event.pop("hash")
+        event["prev_hash"] = previous
+        canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        event["hash"] = previous = hashlib.sha256(canonical).hexdigest()
+        fixed.append(json.dumps(event, ensure_ascii=False))
+    return fixed
 
 
 def test_empty_and_unreadable_files_fail() -> None:

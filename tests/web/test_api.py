@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -571,6 +572,51 @@ async def test_the_audit_trail_pages_and_exports_a_verifiable_chain(api: Api) ->
     assert not audit.verify_lines(tampered).ok
 
 
+async def test_the_audit_head_is_the_last_event_and_a_later_export_still_reaches_it(api: Api) -> None:
+    heads = []
+    for headers in (api.coordinator, api.auditor, api.admin):
+        response = await api.http.get(f"{API}/audit/head", headers=headers)
+        assert response.status_code == 200, response.text
+        heads.append(response.json())
+    noted = heads[0]
+    assert heads == [noted] * 3  # reading it records nothing
+    assert set(noted) == {"seq", "hash"}
+    assert noted["seq"] == await table_count(api.db, AuditEvent) == 3  # the three accounts
+    assert re.fullmatch(r"[0-9a-f]{64}", noted["hash"])
+    export = (await api.http.get(f"{API}/audit/export", headers=api.auditor)).text.splitlines()
+    last = json.loads(export[-1])
+    assert (last["seq"], last["hash"]) == (noted["seq"], noted["hash"])
+
+    # Later: more events; the head moves on, and the new export still passes through the noted event.
+    await api.import_registry()
+    moved = (await api.http.get(f"{API}/audit/head", headers=api.auditor)).json()
+    assert moved["seq"] > noted["seq"]
+    assert moved["hash"] != noted["hash"]
+    lines = (await api.http.get(f"{API}/audit/export", headers=api.auditor)).text.splitlines()
+    assert audit.verify_lines(lines).ok
+    (at_noted,) = [json.loads(line) for line in lines if json.loads(line)["seq"] == noted["seq"]]
+    assert at_noted["hash"] == noted["hash"]
+    assert json.loads(lines[-1])["hash"] == moved["hash"]
+
+    spec = (await api.http.get("/openapi.json")).json()["paths"][f"{API}/audit/head"]["get"]
+    assert "roundtable audit verify FILE --head SEQ:HASH" in spec["description"]
+
+
+def test_routers_define_no_dependency_aliases_and_no_schemas() -> None:
+    """Dependency aliases live in services/web/deps.py, response schemas in models/."""
+    web = Path(__file__).parents[2] / "services" / "web"
+    offenders = []
+    for source in sorted(web.rglob("*.py")):
+        if source.name == "deps.py":
+            continue
+        text = source.read_text()
+        if "Annotated[" in text:
+            offenders.append(f"{source.relative_to(web)}: Annotated")
+        if re.search(r"^class \w+\((BaseModel|SQLModel)\b", text, re.MULTILINE):
+            offenders.append(f"{source.relative_to(web)}: schema class")
+    assert offenders == []
+
+
 # ----------------------------------------------------------------------------------------- health
 
 
@@ -597,6 +643,7 @@ async def test_health_readiness_and_the_spec(api: Api) -> None:
         ("/rounds/{round_id}/sign-offs", "get"),
         ("/audit/events", "get"),
         ("/audit/export", "get"),
+        ("/audit/head", "get"),
         ("/me", "get"),
     ]:
         assert method in spec["paths"][API + path], (method, path)

@@ -6,14 +6,18 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
+from sqlmodel import select
 
+from models.audit import AuditEvent
 from models.enums import Role
 from models.rounds import RoundCreate
-from models.users import UserCreate
+from models.users import SignInFailure, UserCreate
 from services import audit, documents, organisations, rounds, users
 from services.db import Database
 from services.settings import Settings
@@ -28,6 +32,7 @@ COORDINATOR = "coordinator@secretariat.example"
 AUDITOR = "auditor@audit.example"
 HTML = {"Accept": "text/html"}
 KEYS = ["ministry-of-interior", "municipality-tirane"]
+CONSOLE_IP = "203.0.113.20"
 
 
 async def create_login(db: Database, email: str, role: Role) -> None:
@@ -49,7 +54,9 @@ async def console(db: Database, console_settings: Settings) -> AsyncIterator[htt
     await create_login(db, AUDITOR, Role.auditor)
     app = create_app(console_settings, db=db)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=HTML
+        transport=httpx.ASGITransport(app=app, client=(CONSOLE_IP, 50123)),
+        base_url="http://testserver",
+        headers=HTML,
     ) as client:
         yield client
 
@@ -172,18 +179,37 @@ async def test_a_wrong_password_is_refused_with_a_message_and_no_session(console
 
 
 async def test_repeated_wrong_passwords_lock_the_email_for_a_while(
-    db: Database, console: httpx.AsyncClient
+    db: Database, console: httpx.AsyncClient, console_settings: Settings
 ) -> None:
+    events_before = await _event_count(db)
     for _ in range(users.SIGN_IN_FAILURES_ALLOWED):
         assert (await sign_in(console, password="guess guess guess")).status_code == 401
     locked = await sign_in(console)  # the right password, too late
     assert locked.status_code == 429
-    assert "Too many failed sign-ins" in locked.text
+    assert "Too many failed sign-ins for this email; try again in 15 minutes." in locked.text
+    assert 'value="coordinator@secretariat.example"' in locked.text
     assert CONSOLE_COOKIE not in console.cookies
+    # Kept apart from the audit trail: strangers' guesses do not grow it.
+    assert await _event_count(db) == events_before
     async with db.session() as session:
-        failures = await audit.list_events(session, action="user.sign_in_failed")
-    assert len(failures.events) == users.SIGN_IN_FAILURES_ALLOWED
-    assert {event.actor.email for event in failures.events} == {"coordinator@secretariat.example"}
+        failures = (await session.exec(select(SignInFailure))).all()
+    assert len(failures) == users.SIGN_IN_FAILURES_ALLOWED
+    assert {(failure.email, failure.ip) for failure in failures} == {(COORDINATOR, CONSOLE_IP)}
+
+    # The lock is on this email from this address: the owner, elsewhere, still signs in.
+    app = create_app(console_settings, db=db)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("198.51.100.9", 40000)),
+        base_url="http://testserver",
+        headers=HTML,
+    ) as elsewhere:
+        signed_in = await sign_in(elsewhere)
+    assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/console")
+
+
+async def _event_count(db: Database) -> int:
+    async with db.session() as session:
+        return len((await session.exec(select(AuditEvent))).all())
 
 
 async def test_console_pages_send_the_signed_out_to_sign_in_and_back(console: httpx.AsyncClient) -> None:
@@ -219,7 +245,7 @@ async def test_sign_in_never_redirects_to_another_site(console: httpx.AsyncClien
         console.cookies.delete(CONSOLE_COOKIE)
 
 
-async def test_signing_out_ends_the_session(console: httpx.AsyncClient) -> None:
+async def test_signing_out_ends_the_session(db: Database, console: httpx.AsyncClient) -> None:
     await sign_in(console)
     secret = console.cookies[CONSOLE_COOKIE]
     response = await submit(console, "/console", "/console/logout")
@@ -229,6 +255,48 @@ async def test_signing_out_ends_the_session(console: httpx.AsyncClient) -> None:
     # The old secret is revoked, not just forgotten by this console.
     console.cookies.set(CONSOLE_COOKIE, secret, domain="testserver", path="/console")
     assert (await console.get("/console")).status_code == 303
+    async with db.session() as session:
+        (event,) = (
+            await session.exec(select(AuditEvent).where(AuditEvent.action == "user.signed_out"))
+        ).all()
+    assert event.actor_email == COORDINATOR
+    # Signing out again with the revoked secret records nothing more.
+    await submit(console, "/console/login", "/console/logout")
+    assert await _event_count(db) == event.seq
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "request_scheme", "secure"),
+    [
+        ("https://roundtable.example", "http", True),  # TLS ends at the proxy: the app sees http
+        ("http://testserver", "https", False),  # the request's scheme is not what decides
+    ],
+)
+async def test_the_session_cookie_is_secure_when_published_over_https(
+    db: Database, console_settings: Settings, public_base_url: str, request_scheme: str, secure: bool
+) -> None:
+    await create_login(db, COORDINATOR, Role.coordinator)
+    settings = console_settings.model_copy(update={"public_base_url": public_base_url})
+    app = create_app(settings, db=db)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=f"{request_scheme}://testserver", headers=HTML
+    ) as client:
+        form = await client.get("/console/login")
+        csrf_cookie = form.headers["set-cookie"].lower()
+        token = csrf_of(form)
+        cookie_value = form.headers["set-cookie"].split(";", 1)[0].split("=", 1)[1]
+        response = await client.post(
+            "/console/login",
+            data={"csrf_token": token, "email": COORDINATOR, "password": PASSWORD},
+            headers={"Cookie": f"rt_csrf={cookie_value}"},
+        )
+    assert response.status_code == 303, response.text
+    session_cookie = response.headers["set-cookie"].lower()
+    assert session_cookie.startswith(f"{CONSOLE_COOKIE}=")
+    for cookie in (csrf_cookie, session_cookie):
+        assert ("; secure" in cookie) is secure, cookie
+        assert "samesite=lax" in cookie
+        assert "httponly" in cookie
 
 
 # ---------------------------------------------------------------------------- a coordinator's work
@@ -563,3 +631,148 @@ async def test_launching_from_the_console_sends_the_invitations(stack: Stack, tm
 
 async def _count(stack: Stack) -> int:
     return stack.mailbox.count()
+
+
+# ------------------------------------------------------------------------------------ junk, no 5xx
+
+JUNK_IDS = [
+    "²",
+    "١٢",
+    "0",
+    "-1",
+    "1.5",
+    "1e3",
+    " 7",
+    "2147483648",
+    "99999999999999999999",
+    "x",
+    "%00",
+    "A" * 300,
+]
+JUNK_QUERIES: list[dict[str, str]] = [
+    {"round_id": "²"},
+    {"round_id": "١٢"},
+    {"round_id": "2147483648"},
+    {"round_id": "-3"},
+    {"round_id": "\x00"},
+    {"round_id": "9" * 400},
+    {"after_seq": "²"},
+    {"after_seq": "99999999999999999999"},
+    {"after_seq": "-1"},
+    {"kind": "spaceship"},
+    {"kind": "\x00"},
+    {"created": "²", "updated": "-1", "unchanged": "99999999999999999999"},
+    {"next": "//evil.example/"},
+    {"done": "<script>"},
+]
+JUNK_FORMS: list[dict[str, str | list[str]]] = [
+    {},
+    {"title": "x" * 5000, "document_version_id": "²", "deadline": "²", "organisations": "²"},
+    {
+        "document_version_id": "١٢",
+        "deadline": "2026-13-45T99:99",
+        "organisations": "keys",
+        "organisation_keys": "",
+    },
+    {"document_version_id": "2147483648", "deadline": "9999-12-31T23:59", "organisations": "kinds"},
+    {
+        "title": "Junk \x00 round",
+        "document_version_id": "1",
+        "deadline": "0001-01-01T00:00",
+        "organisations": "kinds",
+        "organisation_kinds": ["spaceship", "\x00"],
+        "sections": ["1:1", "²:4", "x"],
+    },
+    {"email": "\x00@x", "password": "x" * 10_000, "next": "javascript:alert(1)"},
+    {"email": COORDINATOR, "password": "", "next": "/console/\x00"},
+]
+JUNK_FILES: list[tuple[str, bytes, str]] = [
+    ("", b"", "application/octet-stream"),
+    ("registry.csv", b"\xff\xfe\x00\x00", "text/csv"),
+    ("draft.md", b"## 1. Heading\n\n1.1 \x00 text\n", "text/markdown"),
+    ("../../etc/passwd", b"root:x:0:0", "text/plain"),
+]
+
+
+def app_routes(routes: list[Any]) -> list[APIRoute]:
+    """Every operation of an app, routers included. FastAPI 0.16x keeps an included router as one entry
+    of `app.routes` (holding the router itself) rather than copying its routes in: look inside it."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found.extend(app_routes(inner.routes))
+    return found
+
+
+def console_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every console route, as the app declares them."""
+    return sorted(
+        (method, route.path)
+        for route in app_routes(app.routes)
+        if route.path.startswith("/console")
+        for method in route.methods
+    )
+
+
+async def test_junk_to_every_console_route_never_gets_a_5xx(db: Database, console: httpx.AsyncClient) -> None:
+    round_id = await prepare_round(db)
+    await sign_in(console)
+    token = csrf_of(await console.get("/console"))
+    app = console._transport.app  # type: ignore[attr-defined]
+    routes = console_routes(app)
+    assert len(routes) >= 15, routes
+    assert {("GET", "/console/audit"), ("POST", "/console/rounds/{round_id}/launch")} <= set(routes)
+    failures = []
+    checked = 0
+    for method, path in routes:
+        ids = ["2147483647", *JUNK_IDS] if "{" in path else ["-"]
+        for value in ids:
+            url = re.sub(r"\{\w+\}", value, path)
+            attempts: list[dict[str, Any]]
+            if method == "GET":
+                attempts = [{"params": params} for params in JUNK_QUERIES] + [{}]
+            else:
+                attempts = [{"data": {"csrf_token": "forged", **JUNK_FORMS[1]}}]
+                if path != "/console/logout":  # a valid token there would sign this client out
+                    attempts += [{"data": {"csrf_token": token, **form}} for form in JUNK_FORMS]
+                    attempts += [
+                        {"data": {"csrf_token": token}, "files": {"file": item}} for item in JUNK_FILES
+                    ]
+                    attempts += [
+                        {
+                            "content": b"--b\r\nbroken",
+                            "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+                        },
+                        {
+                            "content": b"\xff\xfe=\x00",
+                            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+                        },
+                    ]
+            for attempt in attempts:
+                response = await console.request(method, url, **attempt)
+                checked += 1
+                if response.status_code >= 500:
+                    failures.append(
+                        (method, url[:80], repr(attempt)[:160], response.status_code, response.text[-300:])
+                    )
+    assert failures == [], failures
+    assert checked > 300
+    # Still signed in, the round untouched, and the trail one intact chain.
+    assert (await console.get("/console")).status_code == 200
+    async with db.session() as session:
+        assert (await rounds.get_round(session, round_id=round_id)).status == "draft"
+        lines = [line async for line in audit.export_lines(session)]
+    assert audit.verify_lines(lines).ok
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "0", "-1", "2147483648", "1 2", "abc"])
+async def test_the_audit_page_refuses_a_round_that_is_no_number_with_a_message(
+    console: httpx.AsyncClient, value: str
+) -> None:
+    await sign_in(console)
+    response = await console.get("/console/audit", params={"round_id": value})
+    assert response.status_code == 422, response.text
+    assert "is not a round number" in response.text

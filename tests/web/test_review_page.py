@@ -78,6 +78,7 @@ async def build_round(
     keys: list[str] | None = None,
     section_numbers: list[str] | None = None,
     deadline: datetime | None = None,
+    draft: bytes | None = None,
 ) -> BuiltRound:
     """Registry, draft, round, launch and links, through the services as the scheduler would."""
     async with db.write_session() as session:
@@ -89,7 +90,7 @@ async def build_round(
             session,
             title="Migration governance strategy",
             filename="draft.md",
-            content=fixture_path("draft-migration-governance-strategy.md").read_bytes(),
+            content=draft or fixture_path("draft-migration-governance-strategy.md").read_bytes(),
             actor=TEST_ACTOR,
         )
     version_id = document.versions[0].id
@@ -140,7 +141,12 @@ async def build_round(
             token = await links.reissue_token(session, link_id=link.id, actor=TEST_ACTOR)
         tokens.setdefault(key, []).append(token)
     return BuiltRound(
-        round_id=created.id, version_id=version_id, links=by_key, sections=sections, tokens=tokens, tasks=tasks
+        round_id=created.id,
+        version_id=version_id,
+        links=by_key,
+        sections=sections,
+        tokens=tokens,
+        tasks=tasks,
     )
 
 
@@ -229,7 +235,8 @@ def submission_of(page: httpx.Response) -> str:
 def comment_submission_of(page: httpx.Response, section_id: int) -> str:
     """The submission id of the form that adds a comment on the section."""
     match = re.search(
-        rf'name="submission_id" value="([^"]+)">\s*<input type="hidden" name="section_id" value="{section_id}"',
+        rf'name="submission_id" value="([^"]+)">\s*'
+        rf'<input type="hidden" name="section_id" value="{section_id}"',
         page.text,
     )
     assert match, f"no comment form for section {section_id} on the page"
@@ -417,6 +424,116 @@ async def test_a_comment_on_the_whole_section(review: Review) -> None:
     assert "whole section" in page_text(page)
 
 
+async def test_every_comment_form_has_its_own_submission_id_and_sends_once(review: Review) -> None:
+    page = await review.page()
+    forms = re.findall(r'<form method="post" action="/t/[^"]+/comments"[^>]*>', page.text)
+    assert len(forms) == len(SECTIONS)
+    assert all("data-once" in form for form in forms)
+    ids = [comment_submission_of(page, review.section(number).id) for number in SECTIONS]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ids)
+    assert submission_of(page) not in ids
+    again = await review.page()
+    assert comment_submission_of(again, review.section("4").id) not in ids  # fresh on every rendering
+
+
+async def test_a_double_submitted_comment_records_one(review: Review) -> None:
+    page = await review.page()
+    section_id = review.section("4").id
+    form = {
+        "csrf_token": csrf_of(page),
+        "submission_id": comment_submission_of(page, section_id),
+        "section_id": str(section_id),
+        "body": "Sent with a double click on a slow connection.",
+        "paragraph": "4.2",
+    }
+    responses = await asyncio.gather(
+        *(review.http.post(review.path + "/comments", data=form) for _ in range(3))
+    )
+    assert [response.status_code for response in responses] == [303] * 3, [r.text[-300:] for r in responses]
+    (comment,) = await comments_of(review.db, review.task_id)
+    assert {response.headers["location"] for response in responses} == {
+        f"{review.path}?done=comment-added#comment-{comment.id}"
+    }
+    assert len(await events(review.db, "comment.added")) == 1
+    # The same form sent again later (the browser's back button, then submit): still the one comment.
+    later = await review.http.post(review.path + "/comments", data=form)
+    assert later.headers["location"].endswith(f"#comment-{comment.id}")
+    assert len(await comments_of(review.db, review.task_id)) == 1
+    # A new form for the same text is a new comment: the person chose to send it again.
+    fresh = await review.add_comment("4", form["body"], paragraph="4.2")
+    assert fresh.status_code == 303
+    assert len(await comments_of(review.db, review.task_id)) == 2
+
+
+@pytest.mark.parametrize("submission_id", [None, "", "short", "x" * 65])
+async def test_a_comment_without_a_valid_submission_id_is_refused_with_the_text_kept(
+    review: Review, submission_id: str | None
+) -> None:
+    page = await review.page()
+    body = "A comment from a form that lost its hidden field."
+    data = {"csrf_token": csrf_of(page), "section_id": str(review.section("4").id), "body": body}
+    if submission_id is not None:
+        data["submission_id"] = submission_id
+    before = await snapshot(review.db)
+    response = await review.http.post(review.path + "/comments", data=data)
+    assert response.status_code == 422, response.text
+    text = page_text(response)
+    assert "Not recorded." in text
+    assert (
+        "the form is incomplete or comes from an old copy of this page; check it below and submit it again"
+        in text
+    )
+    # The text is back in the section's form, which has a new submission id: one click sends it.
+    assert f'id="add-{review.section("4").id}-body">{body}</textarea>' in response.text
+    retry = comment_submission_of(response, review.section("4").id)
+    assert retry != submission_id
+    assert await snapshot(review.db) == before
+    sent = await review.http.post(
+        review.path + "/comments", data={**data, "csrf_token": csrf_of(response), "submission_id": retry}
+    )
+    assert sent.status_code == 303, sent.text
+
+
+async def test_the_page_shows_the_drafts_title_and_preamble_above_the_sections(review: Review) -> None:
+    page = await review.page()
+    intro = re.search(r'<section class="panel draft-intro".*?</section>', page.text, re.DOTALL)
+    assert intro, "no draft introduction on the page"
+    intro_text = page_text(httpx.Response(200, text=intro.group(0)))
+    assert (
+        "National Strategy on Migration Governance 2026–2030 — Draft for inter-institutional consultation"
+        in (intro_text)
+    )
+    assert (
+        "Version 0.9, prepared by the Technical Secretariat of the Inter-Ministerial Committee" in intro_text
+    )
+    assert page.text.index("draft-intro") < page.text.index(f'id="s-{review.section("1").id}"')
+
+
+async def test_a_hostile_preamble_is_shown_without_its_markup(db: Database, settings: Settings) -> None:
+    draft = fixture_path("draft-migration-governance-strategy.md").read_text()
+    title, rest = draft.split("\n", 1)
+    hostile = (
+        f"{title}\n\nPrepared by the <b>Secretariat</b>. <script>alert('x')</script>"
+        '<img src=x onerror="alert(1)"> [a link](javascript:alert(2)) and [the ministry](https://example.org).\n'
+        f"{rest}"
+    )
+    built = await build_round(db, settings, draft=hostile.encode())
+    http, _ = await open_client(settings, db)
+    async with http:
+        page = await http.get("/t/" + built.tokens["ministry-of-interior"][0])
+    assert page.status_code == 200
+    intro = re.search(r'<section class="panel draft-intro".*?</section>', page.text, re.DOTALL)
+    assert intro
+    shown = intro.group(0)
+    assert "Prepared by the" in shown
+    # Markup the draft may not carry is escaped or dropped, never live.
+    assert "<script" not in shown
+    assert "<img" not in shown
+    assert 'href="javascript:' not in shown
+    assert 'href="https://example.org"' in shown
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -584,7 +701,9 @@ async def test_a_focal_point_cannot_touch_another_organisations_comment(review: 
 
 
 @pytest.mark.parametrize("case", ["no cookie", "wrong token", "no token field", "token of another cookie"])
-async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(review: Review, case: str) -> None:
+async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(
+    review: Review, case: str
+) -> None:
     page = await review.page()
     token = csrf_of(page)
     section_id = review.section("4").id
@@ -630,7 +749,9 @@ async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(re
         assert "did not come from this site, so nothing was recorded" in text
         assert "4. Labour migration" in text  # the review page itself, not a bare error page
         # What was typed is there to copy, read-only: not put back into a form ready to send.
-        assert re.search(rf"<textarea readonly[^>]*>{re.escape(html.escape(typed, quote=False))}</textarea>", response.text)
+        assert re.search(
+            rf"<textarea readonly[^>]*>{re.escape(html.escape(typed, quote=False))}</textarea>", response.text
+        )
         assert response.text.count(html.escape(typed, quote=False)) == 1
     assert await snapshot(review.db) == before
 
@@ -670,7 +791,9 @@ async def test_cookies_are_secure_when_the_service_is_published_over_https(
     settings = review.settings.model_copy(update={"public_base_url": public_base_url})
     app = create_app(settings, db=review.db, scheduler=RecordingScheduler(settings))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url=f"{request_scheme}://testserver", headers=BROWSER_HEADERS
+        transport=httpx.ASGITransport(app=app),
+        base_url=f"{request_scheme}://testserver",
+        headers=BROWSER_HEADERS,
     ) as client:
         page = await client.get(review.path)
         assert page.status_code == 200
@@ -928,7 +1051,11 @@ async def test_after_the_deadline_the_page_says_so_and_refuses_writes(review: Re
     for suffix, data in [
         (
             "/comments",
-            {"submission_id": new_submission(), "section_id": str(review.section("4").id), "body": "Late comment."},
+            {
+                "submission_id": new_submission(),
+                "section_id": str(review.section("4").id),
+                "body": "Late comment.",
+            },
         ),
         (f"/comments/{comment.id}/edit", {"body": "Late edit."}),
         (f"/comments/{comment.id}/withdraw", {}),
@@ -1002,7 +1129,11 @@ async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(rev
     for suffix, data in [
         (
             "/comments",
-            {"submission_id": new_submission(), "section_id": str(review.section("4").id), "body": "After close."},
+            {
+                "submission_id": new_submission(),
+                "section_id": str(review.section("4").id),
+                "body": "After close.",
+            },
         ),
         (
             "/sign-off",

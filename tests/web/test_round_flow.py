@@ -71,8 +71,11 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
 
     # Two contacts each for the ministry and the municipality, one for IOM.
     await eventually(lambda: _count(stack), lambda count: count >= 5)
-    detail = (await stack.http.get(f"/api/v1/rounds/{round_id}", headers=stack.auditor)).json()
-    assert {task["status"] for task in detail["tasks"]} == {"invited"}
+    # The emails are recorded (and the tasks marked invited) just after the sink has them.
+    await eventually(
+        lambda: stack.http.get(f"/api/v1/rounds/{round_id}", headers=stack.auditor),
+        lambda response: {task["status"] for task in response.json()["tasks"]} == {"invited"},
+    )
 
     for key in KEYS:
         (invitation,) = messages_to(stack.mailbox, FOCAL_POINTS[key])

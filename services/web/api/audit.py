@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from models.audit import AuditChainHead, AuditEventPage
+from models.audit import AuditEventPage, AuditHeadRead
 from services import audit
 from services.web.deps import (
     ActionQuery,
@@ -36,18 +36,18 @@ async def events(
     )
 
 
-@router.get("/head", response_model=AuditChainHead, response_model_include={"seq", "hash"})
-async def head(session: ReadSession, _principal: Reader) -> AuditChainHead:
-    """The end of the chain now: `{"seq": N, "hash": "<64 hex>"}` of the last event (0 and 64 zeros
-    before the first one).
+@router.get("/head", response_model=AuditHeadRead)
+async def head(session: ReadSession, _principal: Reader) -> AuditHeadRead:
+    """The end of the chain now: `{"seq": N, "hash": "<64 hex digits>"}`, the seq and hash of the last
+    event (0 and 64 zeros before the first).
 
-    An auditor notes it, or publishes it somewhere the operators of this service cannot rewrite, and
+    An auditor notes it (or has it minuted somewhere the operators of this service cannot rewrite) and
     later checks that an export still reaches exactly that event with that hash:
-    `roundtable audit verify FILE --head SEQ:HASH`. The chain alone proves no event was changed or removed
-    in the middle; the noted head also proves none was cut off the end and the chain was not rebuilt from
-    that point on.
+    `roundtable audit verify FILE --head SEQ:HASH`. The chain alone shows that no event in the file was
+    changed or removed; the noted head also shows that none was cut off its end, and that the chain up to
+    it was not rewritten and hashed afresh.
     """
-    return await audit.chain_head(session)
+    return AuditHeadRead.model_validate(await audit.chain_head(session), from_attributes=True)
 
 
 @router.get("/export", response_class=StreamingResponse)

@@ -1,6 +1,7 @@
 // Progressive enhancement only: every form works without this script.
 (function () {
-  // One click, one submission: the server also ignores a repeated sign-off, this just avoids the race.
+  // One click, one submission: the server also records a repeated form (same submission_id) once;
+  // this just spares the second request.
   document.querySelectorAll("form[data-once]").forEach(function (form) {
     var buttons = form.querySelectorAll("button[type=submit]");
     buttons.forEach(function (b) { b.dataset.label = b.textContent; });
@@ -10,7 +11,7 @@
       buttons.forEach(function (b) { b.disabled = true; b.textContent = "Recording…"; });
     });
     // Coming back to this page from the browser's history shows the form as it was, still disabled:
-    // make it usable again (the server still records one sign-off per form).
+    // make it usable again (the server still records one comment or sign-off per form).
     window.addEventListener("pageshow", function (event) {
       if (!event.persisted) { return; }
       delete form.dataset.sent;
