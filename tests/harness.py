@@ -136,10 +136,13 @@ async def seed_round(
     *,
     deadline: datetime,
     keys: list[str] | None = None,
+    section_numbers: list[str] | None = None,
     registry: bytes | None = None,
+    draft: bytes | None = None,
     created_by: int | None = None,
 ) -> int:
-    """The fixture registry and draft imported, and a draft round on them (every organisation by default)."""
+    """The fixture registry and draft imported, and a draft round on them (every organisation and section
+    by default)."""
     from models.rounds import RoundCreate
     from services import documents, organisations, rounds
 
@@ -154,7 +157,7 @@ async def seed_round(
             session,
             title="Migration governance strategy",
             filename="draft.md",
-            content=fixture_path("draft-migration-governance-strategy.md").read_bytes(),
+            content=draft or fixture_path("draft-migration-governance-strategy.md").read_bytes(),
             actor=TEST_ACTOR,
         )
     async with db.write_session() as session:
@@ -165,6 +168,7 @@ async def seed_round(
                 document_version_id=document.versions[0].id,
                 deadline=deadline,
                 organisation_keys=keys,
+                section_numbers=section_numbers,
             ),
             actor=TEST_ACTOR,
             user_id=created_by,

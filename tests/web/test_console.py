@@ -16,15 +16,14 @@ from sqlmodel import select
 
 from models.audit import AuditEvent
 from models.enums import Role
-from models.rounds import RoundCreate
 from models.users import SignInFailure, UserCreate
-from services import audit, documents, organisations, rounds, users
+from services import audit, organisations, rounds, users
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
 from services.web.deps import CONSOLE_COOKIE
 from tests.conftest import Stack
-from tests.harness import TEST_ACTOR, eventually, fixture_path
+from tests.harness import TEST_ACTOR, eventually, fixture_path, seed_round
 
 ZONE = "Europe/Tirane"
 PASSWORD = "correct horse battery staple"
@@ -138,31 +137,7 @@ async def round_count(db: Database) -> int:
 
 async def prepare_round(db: Database) -> int:
     """Registry, draft and a draft round made through the services, for tests about something else."""
-    async with db.write_session() as session:
-        await organisations.import_csv(
-            session, content=fixture_path("stakeholders-albania.csv").read_bytes(), actor=TEST_ACTOR
-        )
-    async with db.write_session() as session:
-        document = await documents.create_document(
-            session,
-            title="Migration governance strategy",
-            filename="draft.md",
-            content=fixture_path("draft-migration-governance-strategy.md").read_bytes(),
-            actor=TEST_ACTOR,
-        )
-    async with db.write_session() as session:
-        created = await rounds.create_round(
-            session,
-            data=RoundCreate(
-                title="Migration strategy, round 1",
-                document_version_id=document.versions[0].id,
-                deadline=datetime.now(UTC) + timedelta(days=7),
-                organisation_keys=KEYS,
-            ),
-            actor=TEST_ACTOR,
-            user_id=None,
-        )
-    return created.id
+    return await seed_round(db, deadline=datetime.now(UTC) + timedelta(days=7), keys=KEYS)
 
 
 # ------------------------------------------------------------------------------------------ sign-in

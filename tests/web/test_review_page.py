@@ -27,13 +27,13 @@ from models.documents import Section
 from models.enums import CommentStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import AccessLink, Comment, SignOff
-from models.rounds import ReviewTask, Round, RoundCreate
-from services import documents, links, organisations, rounds
+from models.rounds import ReviewTask, Round
+from services import links, rounds
 from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
 from services.web.app import create_app
-from tests.harness import TEST_ACTOR, fixture_path
+from tests.harness import TEST_ACTOR, fixture_path, seed_round
 from workflows.client import Scheduler
 
 KEYS = ["ministry-of-interior", "municipality-tirane"]
@@ -81,32 +81,17 @@ async def build_round(
     draft: bytes | None = None,
 ) -> BuiltRound:
     """Registry, draft, round, launch and links, through the services as the scheduler would."""
-    async with db.write_session() as session:
-        await organisations.import_csv(
-            session, content=fixture_path("stakeholders-albania.csv").read_bytes(), actor=TEST_ACTOR
-        )
-    async with db.write_session() as session:
-        document = await documents.create_document(
-            session,
-            title="Migration governance strategy",
-            filename="draft.md",
-            content=draft or fixture_path("draft-migration-governance-strategy.md").read_bytes(),
-            actor=TEST_ACTOR,
-        )
-    version_id = document.versions[0].id
-    async with db.write_session() as session:
-        created = await rounds.create_round(
-            session,
-            data=RoundCreate(
-                title="Migration strategy, round 1",
-                document_version_id=version_id,
-                deadline=deadline or datetime.now(UTC) + timedelta(days=7),
-                organisation_keys=keys or KEYS,
-                section_numbers=section_numbers or SECTIONS,
-            ),
-            actor=TEST_ACTOR,
-            user_id=None,
-        )
+    round_id = await seed_round(
+        db,
+        deadline=deadline or datetime.now(UTC) + timedelta(days=7),
+        keys=keys or KEYS,
+        section_numbers=section_numbers or SECTIONS,
+        draft=draft,
+    )
+    async with db.session() as session:
+        created = await session.get(Round, round_id)
+    assert created is not None
+    version_id = created.document_version_id
     async with db.write_session() as session:
         assert await rounds.launch(session, round_id=created.id, actor=TEST_ACTOR)
     async with db.write_session() as session:
