@@ -8,10 +8,11 @@ PostgreSQL: one pool; write use cases lock the rows they check (and the audit ch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -19,6 +20,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def transactional(
+    use_case: Callable[Concatenate[AsyncSession, P], Awaitable[R]],
+) -> Callable[Concatenate[AsyncSession, P], Awaitable[R]]:
+    """A write use case owns its transaction: it commits on success, and whatever it raises (a domain
+    error, a lost connection) rolls back what it began, so the caller never holds a half-done
+    transaction or, on SQLite, the write lock while it renders the error."""
+
+    @functools.wraps(use_case)
+    async def run(session: AsyncSession, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await use_case(session, *args, **kwargs)
+        except BaseException:
+            if session.in_transaction():
+                await session.rollback()
+            raise
+
+    return run
 
 
 def async_url(url: str) -> URL:

@@ -22,6 +22,7 @@ from models.documents import (
 )
 from models.enums import ActorKind, DraftFormat
 from services import audit
+from services.db import transactional
 from services.drafts import ParsedDraft, parse_docx, parse_markdown
 from services.errors import InvalidInput, NotFound, PayloadTooLarge
 from services.text import decode_utf8
@@ -37,6 +38,7 @@ FORMATS_BY_EXTENSION = {
 }
 
 
+@transactional
 async def create_document(
     session: AsyncSession, *, title: str, filename: str, content: bytes, actor: Actor
 ) -> DocumentRead:
@@ -64,6 +66,7 @@ async def create_document(
     return result
 
 
+@transactional
 async def add_version(
     session: AsyncSession, *, document_id: int, filename: str, content: bytes, actor: Actor
 ) -> DocumentRead:

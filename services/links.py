@@ -17,6 +17,7 @@ from models.audit import Actor
 from models.enums import ContactRole
 from models.reviews import AccessLink
 from services import audit
+from services.db import transactional
 from services.errors import Conflict, NotFound
 from services.hashing import new_secret, sha256_hex
 
@@ -52,6 +53,7 @@ def review_url(public_base_url: str, token: str) -> str:
     return f"{public_base_url}/t/{token}"
 
 
+@transactional
 async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) -> str:
     """A fresh token for a link, e.g. to hand a focal point a new link by hand; the old one stops working."""
     link = (

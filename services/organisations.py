@@ -29,6 +29,7 @@ from models.organisations import (
 )
 from models.types import utcnow
 from services import audit
+from services.db import transactional
 from services.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from services.text import decode_utf8
 
@@ -68,6 +69,7 @@ class CsvRow:
 # ----------------------------------------------------------------------------------------- CSV import
 
 
+@transactional
 async def import_csv(session: AsyncSession, *, content: bytes, actor: Actor) -> ImportResult:
     """Create or update organisations from a CSV file, all rows or none.
 
@@ -258,6 +260,7 @@ def _same_columns(rows: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 # ------------------------------------------------------------------------------------ one at a time
 
 
+@transactional
 async def create_organisation(
     session: AsyncSession, *, data: OrganisationCreate, actor: Actor
 ) -> OrganisationRead:
@@ -300,6 +303,7 @@ async def list_organisations(
     ]
 
 
+@transactional
 async def update_organisation(
     session: AsyncSession, *, key: str, data: OrganisationUpdate, actor: Actor
 ) -> OrganisationRead:
@@ -333,6 +337,7 @@ async def update_organisation(
     return OrganisationRead.model_validate(organisation)
 
 
+@transactional
 async def archive_organisation(session: AsyncSession, *, key: str, actor: Actor) -> OrganisationRead:
     """Hide an organisation from lists and new rounds; its past rounds keep it. Archiving twice is a no-op."""
     organisation = await _get(session, key, for_update=True)

@@ -31,6 +31,7 @@ from models.reviews import (
 from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from services import audit, links
+from services.db import transactional
 from services.drafts.rendering import render_markdown_html, render_section_html
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -243,6 +244,7 @@ def _comment_data(comment: Comment, section: Section) -> dict[str, Any]:
     }
 
 
+@transactional
 async def add_comment(
     session: AsyncSession, *, token: str, data: CommentCreate, client: ClientInfo
 ) -> CommentView:
@@ -299,6 +301,7 @@ async def _own_active_comment(session: AsyncSession, context: LinkContext, comme
     return comment
 
 
+@transactional
 async def edit_comment(
     session: AsyncSession, *, token: str, comment_id: int, data: CommentUpdate, client: ClientInfo
 ) -> CommentView:
@@ -334,6 +337,7 @@ async def edit_comment(
     return _comment_view(comment, {section.id: section.number})
 
 
+@transactional
 async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int, client: ClientInfo) -> None:
     context = await resolve(session, token=token, lock=True)
     _ensure_writable(context)
@@ -352,6 +356,7 @@ async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int
     await session.commit()
 
 
+@transactional
 async def sign_off(
     session: AsyncSession, *, token: str, data: SignOffCreate, client: ClientInfo
 ) -> SignOffRead:

@@ -20,6 +20,7 @@ from models.types import utcnow
 from models.users import User
 from services import audit, links
 from services.audit import NewEvent
+from services.db import transactional
 from services.documents import sections_of_version
 from services.errors import Conflict, InvalidInput, NotFound
 from services.organisations import resolve_keys
@@ -65,6 +66,7 @@ async def get_round_row(
     return found
 
 
+@transactional
 async def create_round(
     session: AsyncSession, *, data: RoundCreate, actor: Actor, user_id: int | None
 ) -> RoundRead:
@@ -231,6 +233,7 @@ async def list_rounds(session: AsyncSession) -> list[RoundListItem]:
     ]
 
 
+@transactional
 async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:
     """Mark a draft round open. True if this call launched it, False if it already was open."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
@@ -257,6 +260,7 @@ async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:
     return True
 
 
+@transactional
 async def open_round(session: AsyncSession, *, round_id: int) -> int:
     """Issue the review links of every task that has none yet. Idempotent; returns how many were issued."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
@@ -354,6 +358,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     )
 
 
+@transactional
 async def close_round(session: AsyncSession, *, round_id: int, now: datetime) -> bool:
     """Close the round if every task is done or the deadline has passed (as of `now`, the scheduler's
     clock). Tasks without a sign-off become no_response. True if this call closed it."""

@@ -17,6 +17,7 @@ from models.enums import ActorKind
 from models.types import utcnow
 from models.users import Credential, CredentialKind, SignInFailure, User, UserCreate, UserRead
 from services import audit
+from services.db import transactional
 from services.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from services.hashing import new_secret, sha256_hex
 
@@ -50,6 +51,7 @@ def _new_credential(user_id: int, kind: CredentialKind, label: str) -> tuple[Cre
     return credential, secret
 
 
+@transactional
 async def create_user(session: AsyncSession, *, data: UserCreate, actor: Actor) -> tuple[UserRead, str]:
     """Create an account and its first API token; the token is returned once and never stored."""
     email = data.email.lower()
@@ -80,6 +82,7 @@ async def create_user(session: AsyncSession, *, data: UserCreate, actor: Actor) 
     return UserRead.model_validate(user, from_attributes=True), token
 
 
+@transactional
 async def issue_api_token(session: AsyncSession, *, email: str, label: str, actor: Actor) -> str:
     user = await _active_user(session, email=email)
     assert user.id is not None
@@ -111,6 +114,7 @@ async def authenticate(session: AsyncSession, *, secret: str, kind: CredentialKi
     return Principal(user_id=user.id, email=user.email, role=str(user.role))
 
 
+@transactional
 async def sign_in(
     session: AsyncSession, *, email: str, password: str, ip: str | None = None
 ) -> tuple[Principal, str]:
@@ -152,6 +156,7 @@ async def sign_in(
     return principal, secret
 
 
+@transactional
 async def sign_out(session: AsyncSession, *, secret: str) -> None:
     credential = (
         await session.exec(select(Credential).where(Credential.secret_sha256 == sha256_hex(secret)))

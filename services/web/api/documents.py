@@ -28,9 +28,13 @@ async def upload_document(
     title: DraftTitle = "",
 ) -> DocumentRead:
     """Import a draft; `##` headings become sections, numbered paragraphs keep their numbers."""
-    content = await read_upload(file)
+    upload = await read_upload(file)
     return await documents.create_document(
-        session, title=title, filename=file.filename or "draft.md", content=content, actor=principal.actor
+        session,
+        title=title,
+        filename=upload.filename or "draft.md",
+        content=upload.content,
+        actor=principal.actor,
     )
 
 
@@ -49,11 +53,11 @@ async def upload_revision(
     session: WriteSession, principal: Coordinator, document_id: IdPath, file: UploadedFile
 ) -> DocumentRead:
     """Add a revised draft (the text of a later round) as the document's next version."""
-    content = await read_upload(file)
+    upload = await read_upload(file)
     return await documents.add_version(
         session,
         document_id=document_id,
-        filename=file.filename or "draft.md",
-        content=content,
+        filename=upload.filename or "draft.md",
+        content=upload.content,
         actor=principal.actor,
     )

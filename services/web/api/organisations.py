@@ -15,8 +15,8 @@ router = APIRouter(prefix="/organisations", tags=["registry"], route_class=ApiRo
 async def import_registry(session: WriteSession, principal: Coordinator, file: UploadedFile) -> ImportResult:
     """Create or update organisations from a CSV file, matched by key. A file with bad rows imports
     nothing and gets 422 listing every bad line."""
-    content = await read_upload(file)
-    return await organisations.import_csv(session, content=content, actor=principal.actor)
+    upload = await read_upload(file)
+    return await organisations.import_csv(session, content=upload.content, actor=principal.actor)
 
 
 @router.get("", response_model=list[OrganisationRead])

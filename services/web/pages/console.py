@@ -117,7 +117,6 @@ async def login(
         # Failures count per email and address: a stranger guessing cannot lock the owner out elsewhere.
         _principal, secret = await users.sign_in(session, email=email, password=password, ip=client.ip)
     except (Unauthorized, TooManyRequests) as exc:
-        await session.rollback()
         message = "Wrong email or password." if isinstance(exc, Unauthorized) else exc.detail
         return page.render(
             "console/login.html",
@@ -266,7 +265,6 @@ async def create_round(
             session, data=data, actor=principal.actor, user_id=principal.user_id
         )
     except (DomainError, ValidationError) as exc:
-        await session.rollback()
         status_code, error, problems = _problem(exc)
         return await _new_round_form(
             page, read_session, form, status_code=status_code, error=error, problems=problems
@@ -366,12 +364,9 @@ async def import_registry(
     """Create or update organisations from a CSV file; a file with any bad line imports nothing."""
     page.check_csrf(csrf_token)
     try:
-        if file is None:
-            raise InvalidInput("Choose the CSV file to import.")
-        content = await read_upload(file)
-        result = await organisations.import_csv(session, content=content, actor=principal.actor)
+        upload = await read_upload(file, missing="Choose the CSV file to import.")
+        result = await organisations.import_csv(session, content=upload.content, actor=principal.actor)
     except DomainError as exc:
-        await session.rollback()
         status_code, error, problems = _problem(exc)
         return await _registry_page(
             page, read_session, status_code=status_code, error=error, problems=problems
@@ -428,14 +423,11 @@ async def upload_draft(
     """Import a Markdown or Word draft as a new document; its `##` headings become the sections."""
     page.check_csrf(csrf_token)
     try:
-        if file is None:
-            raise InvalidInput("Choose the draft file to upload (.md or .docx).")
-        content = await read_upload(file)
+        upload = await read_upload(file, missing="Choose the draft file to upload (.md or .docx).")
         document = await documents.create_document(
-            session, title=title, filename=file.filename or "", content=content, actor=principal.actor
+            session, title=title, filename=upload.filename, content=upload.content, actor=principal.actor
         )
     except DomainError as exc:
-        await session.rollback()
         status_code, error, problems = _problem(exc)
         return await _drafts_page(
             page,
@@ -462,18 +454,15 @@ async def upload_revision(
     """Add a revised draft (the text of the next round) as the document's next version."""
     page.check_csrf(csrf_token)
     try:
-        if file is None:
-            raise InvalidInput("Choose the revised draft file to upload (.md or .docx).")
-        content = await read_upload(file)
+        upload = await read_upload(file, missing="Choose the revised draft file to upload (.md or .docx).")
         await documents.add_version(
             session,
             document_id=document_id,
-            filename=file.filename or "",
-            content=content,
+            filename=upload.filename,
+            content=upload.content,
             actor=principal.actor,
         )
     except DomainError as exc:
-        await session.rollback()
         if exc.status_code == 404:
             raise
         status_code, error, problems = _problem(exc)

@@ -162,7 +162,6 @@ async def review_page(
 
 async def _submit(
     request: Request,
-    session: WriteSession,
     read_session: ReadSession,
     templates: Templates,
     settings: SettingsDep,
@@ -195,7 +194,6 @@ async def _submit(
             )
         target = await action()
     except ValidationError as exc:
-        await session.rollback()
         return await _render(
             request,
             read_session,
@@ -207,7 +205,6 @@ async def _submit(
             form=form,
         )
     except DomainError as exc:
-        await session.rollback()
         if exc.status_code in (401, 403) or (exc.status_code == 404 and exc.error == "invalid_link"):
             raise  # the link itself is bad: there is no page to show again
         return await _render(
@@ -270,7 +267,7 @@ async def add_comment(
         comment = await reviews.add_comment(session, token=token, data=data, client=client)
         return f"done=comment-added#comment-{comment.id}"
 
-    return await _submit(request, session, read_session, templates, settings, token, csrf_token, form, action)
+    return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
 
 
 @router.post("/{token}/comments/{comment_id}/edit")
@@ -304,7 +301,7 @@ async def edit_comment(
         await reviews.edit_comment(session, token=token, comment_id=comment_id, data=data, client=client)
         return f"done=comment-edited#comment-{comment_id}"
 
-    return await _submit(request, session, read_session, templates, settings, token, csrf_token, form, action)
+    return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
 
 
 @router.post("/{token}/comments/{comment_id}/withdraw")
@@ -323,7 +320,7 @@ async def withdraw_comment(
         await reviews.withdraw_comment(session, token=token, comment_id=comment_id, client=client)
         return f"done=comment-withdrawn#comment-{comment_id}"
 
-    return await _submit(request, session, read_session, templates, settings, token, csrf_token, {}, action)
+    return await _submit(request, read_session, templates, settings, token, csrf_token, {}, action)
 
 
 @router.post("/{token}/sign-off")
@@ -366,7 +363,7 @@ async def sign_off(
         background.add_task(scheduler.wake, receipt.round_id)
         return "done=signed#receipt"
 
-    return await _submit(request, session, read_session, templates, settings, token, csrf_token, form, action)
+    return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST"])
