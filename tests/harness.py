@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -192,3 +194,10 @@ def review_token(mailbox: DevMailbox, address: str) -> str:
     (message,) = messages_to(mailbox, address)
     (token,) = {url.rsplit("/t/", 1)[1] for url in message.links if "/t/" in url}
     return token
+
+
+def csrf_of(page: httpx.Response) -> str:
+    """The CSRF token of the (first) form on a page, as a browser would submit it."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert match, "no CSRF token on the page"
+    return match.group(1)

@@ -36,7 +36,15 @@ from notifications.mailbox import DevMailbox
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
-from tests.harness import ServedApp, WorkerHandle, create_account, eventually, fixture_path, free_port
+from tests.harness import (
+    ServedApp,
+    WorkerHandle,
+    create_account,
+    csrf_of,
+    eventually,
+    fixture_path,
+    free_port,
+)
 from workflows.client import Scheduler
 
 pytestmark = pytest.mark.slow
@@ -236,12 +244,6 @@ async def review_through_link(
     assert signed.status_code == 303, signed.text
     receipt = await http.get(httpx.URL(path).join(signed.headers["location"]))
     assert "Receipt" in receipt.text
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 async def _count(mailbox: DevMailbox) -> int:

@@ -23,7 +23,7 @@ from services.settings import Settings
 from services.web.app import create_app
 from services.web.deps import CONSOLE_COOKIE
 from tests.conftest import Stack
-from tests.harness import TEST_ACTOR, eventually, fixture_path, seed_round
+from tests.harness import TEST_ACTOR, csrf_of, eventually, fixture_path, seed_round
 
 ZONE = "Europe/Tirane"
 PASSWORD = "correct horse battery staple"
@@ -58,12 +58,6 @@ async def console(db: Database, console_settings: Settings) -> AsyncIterator[htt
         headers=HTML,
     ) as client:
         yield client
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 async def sign_in(

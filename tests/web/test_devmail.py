@@ -17,7 +17,7 @@ from services.settings import Environment, Settings
 from services.web.app import create_app
 from services.web.pages.devmail import linkify
 from tests.conftest import Stack
-from tests.harness import eventually
+from tests.harness import csrf_of, eventually
 from tests.web.test_console import (
     app_reading_the_sink,
     create_login,
@@ -66,12 +66,6 @@ async def web(db: Database, settings: Settings) -> AsyncIterator[httpx.AsyncClie
         transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=HTML
     ) as client:
         yield client
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 async def test_the_inbox_lists_messages_newest_first_with_their_links(

@@ -33,7 +33,7 @@ from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
 from services.web.app import create_app
-from tests.harness import TEST_ACTOR, fixture_path, seed_round
+from tests.harness import TEST_ACTOR, csrf_of, fixture_path, seed_round
 from workflows.client import Scheduler
 
 KEYS = ["ministry-of-interior", "municipality-tirane"]
@@ -202,12 +202,6 @@ class Review:
             **extra,
         }
         return await self.http.post(self.path + "/sign-off", data=data)
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 def submission_of(page: httpx.Response) -> str:

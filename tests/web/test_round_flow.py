@@ -6,10 +6,8 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from tests.conftest import Stack
-from tests.harness import eventually, fixture_path, messages_to
+from tests.harness import csrf_of, eventually, fixture_path, messages_to
 
 FOCAL_POINTS = {
     "ministry-of-interior": "migration.fp@ministry-of-interior.gov.example",
@@ -54,12 +52,6 @@ async def setup_round(stack: Stack, keys: list[str], deadline: datetime | None =
 def review_path(message_text: str) -> str:
     (url,) = re.findall(r"http://testserver(/t/[A-Za-z0-9_-]+)", message_text)
     return url
-
-
-def csrf_of(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
 
 
 async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
