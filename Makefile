@@ -16,8 +16,8 @@ $(INSTALLED): pyproject.toml constraints.txt
 run: $(INSTALLED)
 	$(BIN)/roundtable dev --demo
 
-## test: lint, type-check and the full suite (SQLite and PostgreSQL, real Temporal and SMTP)
-test: lint typecheck pytest
+## test: lint, type-check, the full suite (SQLite and PostgreSQL, real Temporal and SMTP), bench smoke
+test: lint typecheck pytest bench-smoke
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -28,6 +28,14 @@ typecheck: $(INSTALLED)
 
 pytest: $(INSTALLED)
 	$(BIN)/pytest
+
+## bench: every benchmark at full size with its baselines, then one summary table (under 20 minutes)
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run_all
+
+## bench-smoke: the same scripts at tiny sizes (under a minute), so they cannot rot
+bench-smoke: $(INSTALLED)
+	$(BIN)/python -m bench.run_all --smoke
 
 clean:
 	rm -rf $(VENV) .roundtable .pytest_cache .mypy_cache .ruff_cache

@@ -94,7 +94,13 @@ class AuditEventPage(SQLModel):
 
 
 def format_at(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """2026-03-02T08:00:00.001500Z: always microseconds, always UTC, always Z."""
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)
+    if utc.year < 1000:  # strftime pads %Y to four digits on some C libraries only
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as that strftime format, several times faster, which counts in a million-event export;
+    # isoformat of a UTC time ends in "+00:00".
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def event_document(
@@ -120,9 +126,14 @@ def event_document(
     }
 
 
+# What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False) builds on every call;
+# built once, it writes the very same text without that cost on each of a million events.
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_bytes(document: dict[str, Any]) -> bytes:
     hashed = {name: document[name] for name in HASHED_FIELDS}
-    return json.dumps(hashed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return CANONICAL_JSON.encode(hashed).encode("utf-8")
 
 
 def event_hash(document: dict[str, Any]) -> str:

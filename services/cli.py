@@ -195,8 +195,8 @@ def audit_export(
         target = output.open("w", encoding="utf-8") if output else sys.stdout
         try:
             async with database.session() as session:
-                async for line in audit.export_lines(session):
-                    target.write(line)
+                async for page in audit.export_pages(session):
+                    target.writelines(page)
         finally:
             if output:
                 target.close()

@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -40,6 +41,9 @@ CHUNK = 50
 # Longer than a batch can take (start_to_close of the activity), so a claim lapses only once its attempt
 # is over for sure.
 INVITATION_LEASE = timedelta(minutes=15)
+# The loop keeps only weak references to tasks; a chunk being recorded after its caller was cancelled
+# must not be collected half-way.
+_RECORDING: set[asyncio.Task[BatchOutcome]] = set()
 
 
 @dataclass
@@ -85,23 +89,54 @@ def _sender_name(settings: Settings) -> str:
 async def send_due_invitations(
     db: Database, sender: EmailSender, settings: Settings, *, round_id: int, limit: int
 ) -> BatchOutcome:
-    """Send up to `limit` invitations that are due in an open round."""
+    """Send up to `limit` invitations that are due in an open round.
+
+    Chunks are pipelined: while one chunk is on the wire the next is rendered, and a sent chunk is
+    recorded while the next one is being sent, so the SMTP connections are not left idle during rendering
+    and database writes. Records still happen one chunk at a time, in order.
+    """
     async with db.write_session() as session:
         claimed = await _claim_due_invitations(session, round_id=round_id, limit=limit)
-    invitations = [_invitation(claim, settings) for claim in claimed]
     outcome = BatchOutcome()
-    for start in range(0, len(invitations), CHUNK):
-        chunk = invitations[start : start + CHUNK]
-        # Shielded: once a chunk is on the wire it is recorded even if the caller is cancelled (a worker
-        # shutting down), so a retry does not email the same people again.
-        outcome.add(await asyncio.shield(_send_and_record(db, sender, round_id, chunk)))
+    if not claimed:
+        return outcome
+    fixed = _InvitationFixed.of(claimed[0].round, settings)
+    recorded: asyncio.Task[BatchOutcome] | None = None
+    in_flight: list[asyncio.Task[BatchOutcome]] = []
+    for start in range(0, len(claimed), CHUNK):
+        chunk = [_invitation(claim, fixed) for claim in claimed[start : start + CHUNK]]
+        sent = asyncio.Event()
+        # A task of its own, so that once a chunk is on the wire it is recorded even if the caller is
+        # cancelled (a worker shutting down), and a retry does not email the same people again.
+        recorded = asyncio.create_task(_send_and_record(db, sender, round_id, chunk, sent, after=recorded))
+        in_flight.append(recorded)
+        _RECORDING.add(recorded)
+        recorded.add_done_callback(_RECORDING.discard)
+        await asyncio.shield(sent.wait())
+        if recorded.done() and recorded.exception() is not None:
+            break
+    for task in in_flight:
+        outcome.add(await asyncio.shield(task))
     return outcome
 
 
 async def _send_and_record(
-    db: Database, sender: EmailSender, round_id: int, chunk: list[_Invitation]
+    db: Database,
+    sender: EmailSender,
+    round_id: int,
+    chunk: list[_Invitation],
+    sent: asyncio.Event,
+    *,
+    after: asyncio.Task[BatchOutcome] | None,
 ) -> BatchOutcome:
-    results = await sender.send_many([invitation.email for invitation in chunk])
+    try:
+        results = await sender.send_many([invitation.email for invitation in chunk])
+    finally:
+        sent.set()
+    if after is not None:
+        # Recorded in order and one at a time: an earlier chunk's failure to record does not stop this
+        # one, which was sent and must be recorded too.
+        await asyncio.wait([after])
     async with db.write_session() as session:
         return await _record_invitations(session, round_id, chunk, results)
 
@@ -167,7 +202,30 @@ async def _claim_due_invitations(session: AsyncSession, *, round_id: int, limit:
     return claims
 
 
-def _invitation(claim: _Claim, settings: Settings) -> _Invitation:
+@dataclass(frozen=True)
+class _InvitationFixed:
+    """What every invitation of a batch shares, worked out once rather than per email (the deadline
+    in words for each language, the sender's name, the Message-ID domain)."""
+
+    settings: Settings
+    deadline_text: dict[Language, str]
+    sender_name: str
+    message_id_domain: str
+
+    @classmethod
+    def of(cls, round_: Round, settings: Settings) -> _InvitationFixed:
+        return cls(
+            settings=settings,
+            deadline_text={
+                language: when_text(round_.deadline, timezone=settings.timezone, language=language)
+                for language in Language
+            },
+            sender_name=_sender_name(settings),
+            message_id_domain=urlsplit(settings.public_base_url).hostname or MESSAGE_ID_DOMAIN,
+        )
+
+
+def _invitation(claim: _Claim, fixed: _InvitationFixed) -> _Invitation:
     organisation, link, round_ = claim.organisation, claim.link, claim.round
     local_name = organisation.name_sq if organisation.language == Language.sq else ""
     rendered = render_email(
@@ -178,12 +236,10 @@ def _invitation(claim: _Claim, settings: Settings) -> _Invitation:
             "organisation_name": local_name or organisation.name_en,
             "contact_name": link.name,
             "contact_role": str(link.role),
-            "deadline_text": when_text(
-                round_.deadline, timezone=settings.timezone, language=organisation.language
-            ),
+            "deadline_text": fixed.deadline_text[Language(organisation.language)],
             "sections": claim.sections,
-            "link_url": links.review_url(settings.public_base_url, claim.token),
-            "sender_name": _sender_name(settings),
+            "link_url": links.review_url(fixed.settings.public_base_url, claim.token),
+            "sender_name": fixed.sender_name,
         },
     )
     return _Invitation(
@@ -193,7 +249,7 @@ def _invitation(claim: _Claim, settings: Settings) -> _Invitation:
             rendered,
             to_address=link.email,
             to_name=link.name,
-            message_id=_message_id(f"invitation:{link.id}", settings),
+            message_id=message_id_for(f"invitation:{link.id}", fixed.message_id_domain),
         ),
     )
 
@@ -213,6 +269,8 @@ async def _record_invitations(
     )
     now = utcnow()
     events: list[NewEvent] = []
+    # Rows rather than ORM objects: building a SentMessage instance cost more than sending its email.
+    sent_messages: list[dict[str, object]] = []
     newly_invited_tasks: set[int] = set()
     for link in link_rows:
         invitation, result = delivered[link.id]
@@ -246,21 +304,23 @@ async def _record_invitations(
                     {**data, "error": link.invitation_error},
                 )
             )
-        session.add(
-            SentMessage(
-                purpose_key=f"invitation:{link.id}",
-                kind=MessageKind.invitation,
-                round_id=round_id,
-                task_id=link.task_id,
-                link_id=link.id,
-                to_email=link.email,
-                subject=invitation.email.subject[:500],
-                message_id=invitation.email.message_id,
-                status=MessageStatus.sent if result.ok else MessageStatus.failed,
-                error=None if result.ok else link.invitation_error,
-                sent_at=now,
-            )
+        sent_messages.append(
+            {
+                "purpose_key": f"invitation:{link.id}",
+                "kind": MessageKind.invitation,
+                "round_id": round_id,
+                "task_id": link.task_id,
+                "link_id": link.id,
+                "to_email": link.email,
+                "subject": invitation.email.subject[:500],
+                "message_id": invitation.email.message_id,
+                "status": MessageStatus.sent if result.ok else MessageStatus.failed,
+                "error": None if result.ok else link.invitation_error,
+                "sent_at": now,
+            }
         )
+    if sent_messages:
+        await session.exec(insert(SentMessage), params=sent_messages)
     if newly_invited_tasks:
         # Locked and re-checked: a round closing meanwhile has made these no_response; they stay so.
         tasks = await session.exec(

@@ -87,7 +87,13 @@ class RoundActivities:
                 round_id=ref.round_id,
                 limit=self.settings.invitation_batch_size,
             )
-        return SendResult(sent=outcome.sent, refused=outcome.refused, retry_later=outcome.retry_later)
+        claimed = outcome.sent + outcome.refused + outcome.retry_later
+        return SendResult(
+            sent=outcome.sent,
+            refused=outcome.refused,
+            retry_later=outcome.retry_later,
+            more_due=claimed >= self.settings.invitation_batch_size and not outcome.retry_later,
+        )
 
     @activity.defn(name="close_round")
     async def close_round(self, ref: RoundRef) -> bool:

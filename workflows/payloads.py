@@ -30,3 +30,5 @@ class SendResult:
     sent: int
     refused: int
     retry_later: int
+    # The batch was full and nothing was refused for now: more invitations are probably due.
+    more_due: bool = False

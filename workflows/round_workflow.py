@@ -25,6 +25,9 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # the activities heartbeat every few 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 SEND_BACKOFF_START = timedelta(seconds=15)
 SEND_BACKOFF_MAX = timedelta(minutes=15)
+# Schedulers started before batches followed each other without a plan_round between them replay the
+# old command sequence.
+SEND_WITHOUT_REPLANNING = "send-without-replanning"
 
 
 @workflow.defn(name=WORKFLOW_NAME)
@@ -70,7 +73,13 @@ class ConsultationRoundWorkflow:
                 continue
             if plan.invitations_due and self._may_send():
                 self._phase = "inviting"
-                await self._send_invitations(round_id)
+                more_due = await self._send_invitations(round_id)
+                if workflow.patched(SEND_WITHOUT_REPLANNING):
+                    # A full batch means more are due; planning again between batches would only add a
+                    # round trip per batch. A wake-up or the deadline still sends us back to planning.
+                    deadline = datetime.fromisoformat(plan.deadline)
+                    while more_due and not self._wake and workflow.now() < deadline:
+                        more_due = await self._send_invitations(round_id)
                 continue
             self._phase = "waiting"
             await self._sleep_until(self._next_wake(plan))
@@ -98,7 +107,8 @@ class ConsultationRoundWorkflow:
     def _may_send(self) -> bool:
         return self._send_retry_at is None or workflow.now() >= self._send_retry_at
 
-    async def _send_invitations(self, round_id: int) -> None:
+    async def _send_invitations(self, round_id: int) -> bool:
+        """One batch; True if more invitations are probably due right away."""
         result: SendResult = await workflow.execute_activity_method(
             RoundActivities.send_invitations,
             RoundRef(round_id),
@@ -113,6 +123,7 @@ class ConsultationRoundWorkflow:
         else:
             self._send_retry_at = None
             self._send_backoff = SEND_BACKOFF_START
+        return result.more_due
 
     def _next_wake(self, plan: RoundPlanResult) -> datetime:
         candidates = [datetime.fromisoformat(plan.deadline)]

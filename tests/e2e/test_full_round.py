@@ -45,7 +45,7 @@ from tests.harness import (
     fixture_path,
     free_port,
 )
-from workflows.client import Scheduler
+from workflows.client import Scheduler, round_workflow_id
 
 pytestmark = pytest.mark.slow
 DECISIONS = ["approve", "approve_with_comments", "object", "no_opinion"]
@@ -84,7 +84,11 @@ async def served(
 
 
 async def test_the_whole_story_with_88_organisations(
-    served: tuple[Settings, httpx.AsyncClient], db: Database, mailbox: DevMailbox, tmp_path: Path
+    served: tuple[Settings, httpx.AsyncClient],
+    db: Database,
+    mailbox: DevMailbox,
+    tmp_path: Path,
+    temporal_env: WorkflowEnvironment,
 ) -> None:
     settings, http = served
     coordinator = await create_account(db, "secretariat@interior.gov.example", Role.coordinator)
@@ -170,6 +174,15 @@ async def test_the_whole_story_with_88_organisations(
         lambda found: len(found) == 1,
     )
     assert "closed" in summary[0].subject.lower()
+    # Only the last sign-off woke the scheduler: a signal per organisation would hit Temporal's cap on
+    # signals per workflow in a national round.
+    history = await temporal_env.client.get_workflow_handle(
+        round_workflow_id(settings, round_id)
+    ).fetch_history()
+    signals = [
+        event for event in history.events if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 1
     # Still exactly one invitation each, now that the scheduler is done: no late duplicates.
     after_close = Counter(parseaddr(entry.to)[1] for entry in mailbox.list(limit=10_000))
     assert after_close == Counter(contacts) + Counter(["secretariat@interior.gov.example"])

@@ -7,8 +7,9 @@ import hashlib
 import json
 
 import pytest
+from sqlmodel import col, select
 
-from models.audit import GENESIS_HASH, Actor
+from models.audit import GENESIS_HASH, Actor, AuditEvent
 from models.enums import ActorKind
 from services import audit
 from services.db import Database
@@ -93,8 +94,14 @@ def edited(line: str, **changes: object) -> str:
     ],
     ids=["edited", "removed", "cut-off start", "reordered", "forged start", "relinked"],
 )
-def test_damage_is_caught_at_the_first_bad_event(chain: list[str], damage, bad_seq: int, reason: str) -> None:  # type: ignore[no-untyped-def]
-    result = audit.verify_lines(damage(chain))
+@pytest.mark.parametrize("form", ["as edited", "canonical"])
+def test_damage_is_caught_at_the_first_bad_event(
+    chain: list[str], damage, bad_seq: int, reason: str, form: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Edited lines written with spaces are re-serialised by the verifier; written in the exporter's own
+    canonical form they take its fast path, which must catch the same damage."""
+    damaged = damage(chain)
+    result = audit.verify_lines([canonical(line) for line in damaged] if form == "canonical" else damaged)
     assert not result.ok
     assert result.bad_seq == bad_seq
     assert reason in (result.reason or "")
@@ -110,10 +117,47 @@ def test_a_noted_head_catches_a_cut_off_end_and_a_rewritten_chain(chain: list[st
     assert "ends at seq 25, before the noted head at seq 30" in (cut.reason or "")
 
     rewritten = rehash([*chain[:9], edited(chain[9], data={"body": "changed"}), *chain[10:]])
-    assert audit.verify_lines(rewritten).ok  # self-consistent, so only the noted head can tell
-    caught = audit.verify_lines(rewritten, expected_head=noted)
-    assert (caught.ok, caught.bad_seq) == (False, 30)
-    assert "rewritten" in (caught.reason or "")
+    for lines in (rewritten, [canonical(line) for line in rewritten]):
+        assert audit.verify_lines(lines).ok  # self-consistent, so only the noted head can tell
+        caught = audit.verify_lines(lines, expected_head=noted)
+        assert (caught.ok, caught.bad_seq) == (False, 30)
+        assert "rewritten" in (caught.reason or "")
+
+
+def canonical(line: str) -> str:
+    """A line as the exporter writes it: sorted keys, no spaces, UTF-8, one per line."""
+    return json.dumps(json.loads(line), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+async def test_the_export_is_the_canonical_json_of_any_event(db: Database) -> None:
+    """The export writes its lines member by member; they must stay exactly json.dumps' canonical form."""
+    awkward = Actor(kind=ActorKind.link, id='7 "quoted" \\ ë', email=None)
+    data = {"z": [1, None, True, 2.5, {"b": "\u2028\x00\n", "a": "🙂"}], "a": {}, "É": "tab\t"}
+    async with db.write_session() as session:
+        await audit.append(session, actor=awkward, action="odd.event", data=data)
+        await audit.append(session, actor=ACTOR, action="comment.added", round_id=-1, task_id=0)
+        await session.commit()
+    lines = await export(db)
+    assert [canonical(line) for line in lines] == lines
+    async with db.session() as session:
+        events = (await session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))).all()
+    assert lines == [audit.export_line(event) for event in events]
+    assert audit.verify_lines(lines).ok
+
+
+def test_the_exporters_form_and_any_other_valid_form_verify_alike(chain: list[str]) -> None:
+    assert [canonical(line) for line in chain] == chain
+    spaced = [json.dumps(json.loads(line), ensure_ascii=False) for line in chain]
+    mixed = [line if index % 2 else spaced[index] for index, line in enumerate(chain)]
+    for lines in (
+        chain,
+        spaced,
+        mixed,
+        [line.encode() for line in chain],
+        [line.rstrip("\n") for line in chain],
+    ):
+        result = audit.verify_lines(lines)
+        assert (result.ok, result.events) == (True, 40)
 
 
 def rehash(lines: list[str]) -> list[str]:

