@@ -1,14 +1,20 @@
 """Database engines and sessions (async end to end).
 
 SQLite: WAL, full fsync, and every write transaction starts with BEGIN IMMEDIATE on a single pooled
-connection, so writers in one process queue in the pool instead of spinning on SQLite's busy handler,
-and writers in other processes wait on the file lock. Reads run on their own pool.
+connection, so writers in one process queue in the pool instead of spinning on SQLite's busy handler.
+Writers in other processes (the web workers, the scheduler's worker) queue on an advisory lock file
+next to the database before BEGIN IMMEDIATE, for the same reason: SQLite's busy handler polls with
+sleeps growing to 100 ms, so under load the process that just committed kept winning while the others
+slept, and their requests waited for seconds. Reads run on their own pool.
 PostgreSQL: one pool; write use cases lock the rows they check (and the audit chain head).
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -57,7 +64,7 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(url: URL, *, begin: str, pool_size: int, writer_lock: Path | None = None) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -72,9 +79,43 @@ def _sqlite_engine(url: URL, *, begin: str, pool_size: int) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if writer_lock is not None:
+            _take_writer_lock(connection.connection.info, writer_lock)
         connection.exec_driver_sql(begin)
 
+    if writer_lock is not None:
+        # Released when the connection goes back to the pool, after its COMMIT or ROLLBACK.
+        @event.listens_for(engine.sync_engine, "checkin")
+        def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+            _release_writer_lock(record.info)
+
+        @event.listens_for(engine.sync_engine, "close")
+        def _on_close(_dbapi_connection: Any, record: Any) -> None:
+            _release_writer_lock(record.info)
+            descriptor = record.info.pop("writer_lock_fd", None)
+            if descriptor is not None:
+                os.close(descriptor)
+
     return engine
+
+
+def _take_writer_lock(info: dict[str, Any], path: Path) -> None:
+    """Wait (in a thread, the event loop runs on) for this process's turn to write."""
+    if info.get("writer_locked"):
+        return
+    descriptor = info.get("writer_lock_fd")
+    if descriptor is None:
+        descriptor = info["writer_lock_fd"] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        await_only(asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX))
+    info["writer_locked"] = True
+
+
+def _release_writer_lock(info: dict[str, Any]) -> None:
+    if info.pop("writer_locked", False):
+        fcntl.flock(info["writer_lock_fd"], fcntl.LOCK_UN)
 
 
 class Database:
@@ -88,7 +129,12 @@ class Database:
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(self.url, begin="BEGIN", pool_size=pool_size)
-            self.write_engine = _sqlite_engine(self.url, begin="BEGIN IMMEDIATE", pool_size=1)
+            self.write_engine = _sqlite_engine(
+                self.url,
+                begin="BEGIN IMMEDIATE",
+                pool_size=1,
+                writer_lock=Path(f"{database}.writer-lock") if database and database != ":memory:" else None,
+            )
         else:
             self.engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
             self.write_engine = self.engine

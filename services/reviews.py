@@ -7,11 +7,16 @@ cannot both win.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from weakref import WeakKeyDictionary
 
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +35,7 @@ from models.reviews import (
 )
 from models.rounds import ReviewTask, Round
 from models.types import utcnow
-from services import audit, links
+from services import audit, links, rounds
 from services.db import transactional
 from services.drafts.rendering import render_markdown_html, render_section_html
 from services.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -72,8 +77,59 @@ class SectionView:
     number: str
     heading: str
     sha256: str
-    paragraphs: list[str]
+    paragraphs: tuple[str, ...]
     html: str
+
+
+@dataclass(frozen=True)
+class DraftView:
+    """A draft version as the review pages show it, sections in document order. A version and its
+    sections are never changed once uploaded (a revised draft is a new version), so it is read and
+    rendered once per process and engine rather than on every page and every write."""
+
+    title: str
+    preamble_html: str
+    sections: dict[int, SectionView]
+
+    def assigned(self, section_ids: Iterable[int]) -> list[SectionView]:
+        wanted = set(section_ids)
+        return [section for section_id, section in self.sections.items() if section_id in wanted]
+
+
+_DRAFT_CACHE_SIZE = 64
+# Keyed by engine: ids are only unique within one database, and a process may use several (the tests).
+_drafts: WeakKeyDictionary[Engine, dict[int, DraftView]] = WeakKeyDictionary()
+
+
+async def draft_view(session: AsyncSession, *, version_id: int) -> DraftView:
+    cache = _drafts.setdefault(session.get_bind().engine, {})
+    cached = cache.get(version_id)
+    if cached is not None:
+        return cached
+    version = await session.get(DocumentVersion, version_id)
+    assert version is not None  # a round's version is a foreign key
+    sections = await session.exec(
+        select(Section).where(Section.document_version_id == version_id).order_by(col(Section.position))
+    )
+    view = DraftView(
+        title=version.title,
+        preamble_html=render_markdown_html(version.preamble) if version.preamble else "",
+        sections={
+            section.id or 0: SectionView(
+                id=section.id or 0,
+                number=section.number,
+                heading=section.heading,
+                sha256=section.sha256,
+                paragraphs=tuple(section.paragraphs),
+                html=render_section_html(section.text),
+            )
+            for section in sections
+        },
+    )
+    if len(cache) >= _DRAFT_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[version_id] = view
+    return view
 
 
 @dataclass(frozen=True)
@@ -121,68 +177,132 @@ def state_of(context: LinkContext, now: datetime) -> ReviewState:
 async def resolve(session: AsyncSession, *, token: str, lock: bool = False) -> LinkContext:
     """The link, task, round and organisation behind a token. With `lock`, the round row is share-locked
     and the task row locked for update, in that order (the close takes them in the same order)."""
+    return (await _resolve(session, token=token, lock=lock)).context
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    context: LinkContext
+    sign_off: SignOff | None = None
+    comment: Comment | None = None
+
+
+async def _resolve(
+    session: AsyncSession,
+    *,
+    token: str,
+    lock: bool,
+    with_sign_off: bool = False,
+    submission_id: str | None = None,
+) -> _Resolved:
+    """`resolve`, and the task's sign-off (`with_sign_off`) and its comment made by the form
+    `submission_id`, if any.
+
+    Every statement is a round trip, and in a write one more moment the write lock is held. Without row
+    locks to take (a read, or SQLite, whose BEGIN IMMEDIATE already holds the whole database) it is all
+    one query. With them (PostgreSQL), the link with its round, then the task with its organisation,
+    then the rest: only a statement that starts after the task lock is granted sees what the writer
+    who held it committed."""
     if not token or len(token) > 100:
         raise NotFound(INVALID_LINK, error="invalid_link")
-    link = (
-        await session.exec(select(AccessLink).where(AccessLink.token_sha256 == links.token_sha256(token)))
-    ).first()
-    if link is None:
+    digest = links.token_sha256(token)
+    link_query: Any = select(AccessLink, Round).join(Round, col(Round.id) == AccessLink.round_id)
+    if not lock or session.get_bind().dialect.name == "sqlite":
+        query = _link_query(with_sign_off=with_sign_off, with_comment=submission_id is not None)
+        params = {"token_sha256": digest}
+        if submission_id is not None:
+            params["submission_id"] = submission_id
+        row = (await session.exec(query, params=params)).first()
+        if row is None:
+            raise NotFound(INVALID_LINK, error="invalid_link")
+        link, round_, task, organisation, *extra = row
+        _ensure_not_revoked(link)
+        return _Resolved(
+            LinkContext(link=link, task=task, round=round_, organisation=organisation),
+            sign_off=extra.pop(0) if with_sign_off else None,
+            comment=extra.pop(0) if submission_id is not None else None,
+        )
+    link_query = (
+        link_query.where(AccessLink.token_sha256 == digest)
+        .with_for_update(of=Round, read=True)
+        .execution_options(populate_existing=True)
+    )
+    found = (await session.exec(link_query)).first()
+    if found is None:
         raise NotFound(INVALID_LINK, error="invalid_link")
+    link, round_ = found
+    _ensure_not_revoked(link)
+    task_query = (
+        select(ReviewTask, Organisation)
+        .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+        .where(ReviewTask.id == link.task_id)
+        .with_for_update(of=ReviewTask)
+        .execution_options(populate_existing=True)
+    )
+    task, organisation = (await session.exec(task_query)).one()
+    sign_off = comment = None
+    if with_sign_off:
+        sign_off = (await session.exec(select(SignOff).where(SignOff.task_id == task.id))).first()
+    if submission_id is not None:
+        comment = (
+            await session.exec(
+                select(Comment).where(Comment.task_id == task.id, Comment.submission_id == submission_id)
+            )
+        ).first()
+    return _Resolved(
+        LinkContext(link=link, task=task, round=round_, organisation=organisation), sign_off, comment
+    )
+
+
+@functools.cache
+def _link_query(*, with_sign_off: bool, with_comment: bool) -> Any:
+    """The one-query form of `_resolve`, built once: building a statement costs more than running it."""
+    query: Any = (
+        select(AccessLink, Round, ReviewTask, Organisation)
+        .join(Round, col(Round.id) == AccessLink.round_id)
+        .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
+        .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+        .where(AccessLink.token_sha256 == bindparam("token_sha256"))
+    )
+    if with_sign_off:
+        query = query.add_columns(SignOff).outerjoin(SignOff, col(SignOff.task_id) == ReviewTask.id)
+    if with_comment:
+        query = query.add_columns(Comment).outerjoin(
+            Comment,
+            (col(Comment.task_id) == ReviewTask.id)
+            & (col(Comment.submission_id) == bindparam("submission_id")),
+        )
+    return query
+
+
+_TASK_COMMENTS = (
+    select(Comment).where(Comment.task_id == bindparam("task_id")).order_by(col(Comment.created_at))
+)
+
+
+def _ensure_not_revoked(link: AccessLink) -> None:
     if link.revoked_at is not None:
         raise Forbidden(
             "This review link has been withdrawn by the coordinator. Ask them for a new one.",
             error="link_revoked",
         )
-    round_query = select(Round).where(Round.id == link.round_id)
-    task_query = select(ReviewTask).where(ReviewTask.id == link.task_id)
-    if lock:
-        round_query = round_query.with_for_update(read=True).execution_options(populate_existing=True)
-        task_query = task_query.with_for_update().execution_options(populate_existing=True)
-    round_ = (await session.exec(round_query)).one()
-    task = (await session.exec(task_query)).one()
-    organisation = await session.get(Organisation, task.organisation_id)
-    assert organisation is not None
-    return LinkContext(link=link, task=task, round=round_, organisation=organisation)
 
 
 async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
-    context = await resolve(session, token=token)
-    sections = await _assigned_sections(session, context.task)
-    numbers = {section.id: section.number for section in sections}
-    comments = (
-        await session.exec(
-            select(Comment).where(Comment.task_id == context.task.id).order_by(col(Comment.created_at))
-        )
-    ).all()
-    sign_off = (await session.exec(select(SignOff).where(SignOff.task_id == context.task.id))).first()
-    version = await session.get(DocumentVersion, context.round.document_version_id)
-    assert version is not None  # a round's version is a foreign key
+    resolved = await _resolve(session, token=token, lock=False, with_sign_off=True)
+    context, sign_off = resolved.context, resolved.sign_off
+    draft = await draft_view(session, version_id=context.round.document_version_id)
+    numbers: dict[int | None, str] = {section.id: section.number for section in draft.sections.values()}
+    comments = (await session.exec(_TASK_COMMENTS, params={"task_id": context.task.id})).all()
     return ReviewPage(
         context=context,
-        draft_title=version.title,
-        preamble_html=render_markdown_html(version.preamble) if version.preamble else "",
+        draft_title=draft.title,
+        preamble_html=draft.preamble_html,
         state=state_of(context, utcnow()),
-        sections=[
-            SectionView(
-                id=section.id or 0,
-                number=section.number,
-                heading=section.heading,
-                sha256=section.sha256,
-                paragraphs=list(section.paragraphs),
-                html=render_section_html(section.text),
-            )
-            for section in sections
-        ],
+        sections=draft.assigned(context.task.section_ids),
         comments=[_comment_view(comment, numbers) for comment in comments],
         sign_off=SignOffRead.of(sign_off, context.organisation) if sign_off else None,
     )
-
-
-async def _assigned_sections(session: AsyncSession, task: ReviewTask) -> list[Section]:
-    rows = await session.exec(
-        select(Section).where(col(Section.id).in_(task.section_ids)).order_by(col(Section.position))
-    )
-    return list(rows)
 
 
 def _comment_view(comment: Comment, numbers: dict[int | None, str]) -> CommentView:
@@ -224,8 +344,9 @@ def _ensure_writable(context: LinkContext) -> None:
 
 async def _section_for_comment(
     session: AsyncSession, context: LinkContext, section_id: int, paragraph: str | None
-) -> Section:
-    section = await session.get(Section, section_id)
+) -> SectionView:
+    draft = await draft_view(session, version_id=context.round.document_version_id)
+    section = draft.sections.get(section_id)
     if section is None or section_id not in context.task.section_ids:
         raise InvalidInput("that section is not among the sections assigned to your organisation")
     if paragraph is not None and paragraph not in section.paragraphs:
@@ -233,7 +354,7 @@ async def _section_for_comment(
     return section
 
 
-def _comment_data(comment: Comment, section: Section) -> dict[str, Any]:
+def _comment_data(comment: Comment, section: SectionView) -> dict[str, Any]:
     return {
         "comment_id": comment.id,
         "section": section.number,
@@ -249,18 +370,11 @@ async def add_comment(
     session: AsyncSession, *, token: str, data: CommentCreate, client: ClientInfo
 ) -> CommentView:
     """Record a comment; the same form submitted twice (a double click) records it once."""
-    context = await resolve(session, token=token, lock=True)
-    repeated = (
-        await session.exec(
-            select(Comment).where(
-                Comment.task_id == context.task.id, Comment.submission_id == data.submission_id
-            )
-        )
-    ).first()
+    resolved = await _resolve(session, token=token, lock=True, submission_id=data.submission_id)
+    context, repeated = resolved.context, resolved.comment
     if repeated is not None:
-        numbers: dict[int | None, str] = {
-            repeated.section_id: await _section_number(session, repeated.section_id)
-        }
+        draft = await draft_view(session, version_id=context.round.document_version_id)
+        numbers: dict[int | None, str] = {section.id: section.number for section in draft.sections.values()}
         view = _comment_view(repeated, numbers)
         await session.rollback()
         return view
@@ -285,11 +399,6 @@ async def add_comment(
     )
     await session.commit()
     return _comment_view(comment, {section.id: section.number})
-
-
-async def _section_number(session: AsyncSession, section_id: int) -> str:
-    section = await session.get(Section, section_id)
-    return section.number if section else "?"
 
 
 async def _own_active_comment(session: AsyncSession, context: LinkContext, comment_id: int) -> Comment:
@@ -356,20 +465,30 @@ async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int
     await session.commit()
 
 
+@dataclass(frozen=True)
+class SignOffOutcome:
+    receipt: SignOffRead
+    # No task of the round is left to sign: its scheduler should be woken to close it now.
+    round_settled: bool
+
+
 @transactional
 async def sign_off(
     session: AsyncSession, *, token: str, data: SignOffCreate, client: ClientInfo
-) -> SignOffRead:
-    """Record the organisation's sign-off. Submitting the same form twice returns the first receipt."""
-    context = await resolve(session, token=token, lock=True)
-    existing = (await session.exec(select(SignOff).where(SignOff.task_id == context.task.id))).first()
+) -> SignOffOutcome:
+    """Record the organisation's sign-off. Submitting the same form twice returns the first receipt.
+
+    Only the sign-off that leaves nothing to sign reports the round as settled, so the scheduler is
+    signalled once per round rather than once per organisation (a workflow's signals are capped)."""
+    resolved = await _resolve(session, token=token, lock=True, with_sign_off=True)
+    context, existing = resolved.context, resolved.sign_off
     if existing is not None:
         # Read what is needed before the rollback, which expires every loaded object.
         receipt = SignOffRead.of(existing, context.organisation)
         same_submission = existing.submission_id == data.submission_id
         await session.rollback()
         if same_submission:
-            return receipt
+            return SignOffOutcome(receipt, round_settled=False)
         raise Conflict(
             f"Your organisation has already signed off: {receipt.signer_name} recorded the decision "
             f"'{receipt.decision.replace('_', ' ')}' on {receipt.signed_at:%d %B %Y at %H:%M} UTC. "
@@ -388,7 +507,8 @@ async def sign_off(
         raise InvalidInput("'Approve with comments' needs at least one comment; add your comments first")
     if data.decision == Decision.object and not data.statement:
         raise InvalidInput("an objection needs a statement of the reasons")
-    sections = await _assigned_sections(session, context.task)
+    draft = await draft_view(session, version_id=context.round.document_version_id)
+    sections = draft.assigned(context.task.section_ids)
     reviewed = [{"number": s.number, "heading": s.heading, "sha256": s.sha256} for s in sections]
     user_agent = (client.user_agent or "")[:500] or None
     event = await audit.append(
@@ -429,5 +549,25 @@ async def sign_off(
     context.task.decision = data.decision
     context.task.completed_at = event.at
     session.add(context.task)
+    # Counted while holding the audit chain head, which every sign-off takes: a sign-off committed
+    # before this one is seen, one committed after sees this one, so the last one always knows.
+    others_left = await _another_task_unsettled(
+        session, round_id=context.round.id or 0, task_id=context.task.id or 0
+    )
     await session.commit()
-    return SignOffRead.of(record, context.organisation)
+    return SignOffOutcome(SignOffRead.of(record, context.organisation), round_settled=not others_left)
+
+
+async def _another_task_unsettled(session: AsyncSession, *, round_id: int, task_id: int) -> bool:
+    """Whether any other task of the round still waits for a sign-off. Asked on every sign-off while the
+    write lock is held, so it stops at the first one found instead of counting the whole round."""
+    query = (
+        select(ReviewTask.id)
+        .where(
+            ReviewTask.round_id == round_id,
+            col(ReviewTask.status).not_in([str(status) for status in rounds.FINAL_STATUSES]),
+            ReviewTask.id != task_id,
+        )
+        .limit(1)
+    )
+    return (await session.exec(query)).first() is not None

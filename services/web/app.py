@@ -32,6 +32,9 @@ def build_templates(settings: Settings) -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # In production the templates never change under a running process: checking every template's
+        # file on disk for every page rendered is wasted work there.
+        auto_reload=not settings.is_production,
     )
 
     def when(moment: datetime | None, language: str = "en") -> str:

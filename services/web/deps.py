@@ -1,4 +1,7 @@
-"""Every dependency the routers use, as Annotated aliases: the routers define none of their own."""
+"""Every dependency the routers use, as Annotated aliases: the routers define none of their own.
+
+The cheap ones are `async def` although they never await: FastAPI runs a plain `def` dependency in a
+worker thread, and that hop cost more than the whole lookup on every request."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from workflows.client import Scheduler
 CONSOLE_COOKIE = "rt_session"
 
 
-def app_state(request: Request) -> AppState:
+async def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.roundtable
     return state
 
@@ -37,19 +40,19 @@ def app_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(app_state)]
 
 
-def _settings(state: State) -> Settings:
+async def _settings(state: State) -> Settings:
     return state.settings
 
 
-def _db(state: State) -> Database:
+async def _db(state: State) -> Database:
     return state.db
 
 
-def _scheduler(state: State) -> Scheduler:
+async def _scheduler(state: State) -> Scheduler:
     return state.scheduler
 
 
-def _templates(state: State) -> Jinja2Templates:
+async def _templates(state: State) -> Jinja2Templates:
     return state.templates
 
 
@@ -161,7 +164,7 @@ ApiPrincipal = Annotated[Principal, Depends(_api_principal)]
 def _require(*roles: Role):  # type: ignore[no-untyped-def]
     allowed = {str(role) for role in roles}
 
-    def check(principal: ApiPrincipal) -> Principal:
+    async def check(principal: ApiPrincipal) -> Principal:
         if principal.role not in allowed:
             raise Forbidden(
                 f"the {principal.role} role may not do this; it needs: {', '.join(sorted(allowed))}"
@@ -199,7 +202,7 @@ class SignInRequired(Exception):
         self.next_path = next_path
 
 
-def _signed_in(request: Request, principal: ConsolePrincipal) -> Principal:
+async def _signed_in(request: Request, principal: ConsolePrincipal) -> Principal:
     if principal is None:
         # After signing in, come back to the page asked for; a form's target is no page to come back to.
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -210,7 +213,7 @@ def _signed_in(request: Request, principal: ConsolePrincipal) -> Principal:
 SignedIn = Annotated[Principal, Depends(_signed_in)]
 
 
-def _changer(principal: SignedIn) -> Principal:
+async def _changer(principal: SignedIn) -> Principal:
     if not may_change(principal):
         raise Forbidden(
             f"You are signed in as {principal.role}: you can read everything in the console but change "
@@ -223,11 +226,13 @@ Changer = Annotated[Principal, Depends(_changer)]
 """A signed-in coordinator or admin; an auditor gets 403."""
 
 
-def _console_page(request: Request, templates: Templates, settings: SettingsDep, principal: SignedIn) -> Page:
+async def _console_page(
+    request: Request, templates: Templates, settings: SettingsDep, principal: SignedIn
+) -> Page:
     return Page(request, templates, settings, principal)
 
 
-def _sign_in_page(request: Request, templates: Templates, settings: SettingsDep) -> Page:
+async def _sign_in_page(request: Request, templates: Templates, settings: SettingsDep) -> Page:
     return Page(request, templates, settings, None)
 
 
@@ -237,7 +242,7 @@ SignInPage = Annotated[Page, Depends(_sign_in_page)]
 """A console page that needs nobody signed in: the sign-in form itself, signing out."""
 
 
-def _client_info(request: Request) -> ClientInfo:
+async def _client_info(request: Request) -> ClientInfo:
     return ClientInfo(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
@@ -247,7 +252,7 @@ def _client_info(request: Request) -> ClientInfo:
 Client = Annotated[ClientInfo, Depends(_client_info)]
 
 
-def _mailbox(settings: SettingsDep) -> DevMailbox:
+async def _mailbox(settings: SettingsDep) -> DevMailbox:
     # Where `roundtable dev` runs its SMTP sink.
     return DevMailbox(FilePath(settings.data_dir) / "mail")
 

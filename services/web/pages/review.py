@@ -359,8 +359,9 @@ async def sign_off(
                 "submission_id": submission_id,
             }
         )
-        receipt = await reviews.sign_off(session, token=token, data=data, client=client)
-        background.add_task(scheduler.wake, receipt.round_id)
+        outcome = await reviews.sign_off(session, token=token, data=data, client=client)
+        if outcome.round_settled:
+            background.add_task(scheduler.wake, outcome.receipt.round_id)
         return "done=signed#receipt"
 
     return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
