@@ -53,20 +53,32 @@ T = TypeVar("T")
 # --- command line, sizes, medians --------------------------------------------------------------------
 
 
-def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Any:
+def arguments(
+    description: str,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    *,
+    backends: Sequence[str] = ("sqlite", "postgresql"),
+    smoke_backends: Sequence[str] | None = None,
+) -> Any:
+    """The options every script has. `backends` and `smoke_backends`: what a run covers unless told
+    (`smoke_backends` lets the scripts that start Temporal once per backend smoke-test SQLite only, so
+    that `make bench-smoke` stays under a minute)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: check the script still works")
     parser.add_argument("--runs", type=int, default=None, help="repetitions per figure (median reported)")
     parser.add_argument(
         "--backends",
-        default="sqlite,postgresql",
-        help="comma-separated: sqlite, postgresql (PostgreSQL is skipped with a note if unreachable)",
+        default=None,
+        help="comma-separated: sqlite, postgresql (PostgreSQL is skipped with a note if unreachable); "
+        "default both",
     )
     if extra:
         extra(parser)
     args = parser.parse_args()
     if args.runs is None:
         args.runs = 1 if args.smoke else 3
+    if args.backends is None:
+        args.backends = ",".join(smoke_backends or backends) if args.smoke else ",".join(backends)
     args.backends = [name.strip() for name in args.backends.split(",") if name.strip()]
     return args
 

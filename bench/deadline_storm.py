@@ -246,7 +246,7 @@ async def main(args: argparse.Namespace) -> Report:
 
 
 if __name__ == "__main__":
-    arguments_ = arguments(__doc__ or NAME)
+    arguments_ = arguments(__doc__ or NAME, smoke_backends=("sqlite",))
     result = asyncio.run(main(arguments_))
     result.print()
     print(f"\nwritten to {Path(result.write()).relative_to(Path.cwd())}")

@@ -65,7 +65,7 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def extra(parser: Any) -> None:
-    parser.add_argument("--duration", type=float, default=None, help="seconds per scenario (30; 1.5 smoke)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds per scenario (30; 0.5 smoke)")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers, ours and the baselines'")
     parser.add_argument(
@@ -489,7 +489,7 @@ async def main() -> None:
     args = arguments(__doc__.splitlines()[0], extra)
     if "--runs" not in sys.argv:
         args.runs = 1  # 5 scenarios x 30 s x 2 backends already fill the run's time budget
-    duration = args.duration or (1.0 if args.smoke else 30.0)
+    duration = args.duration or (0.5 if args.smoke else 30.0)
     organisations = args.organisations or (GET_PAGES + COMMENT_TASKS + (300 if args.smoke else 6_000))
     report = Report("review_load", smoke=args.smoke)
     for backend in await available_backends(args.backends, report):

@@ -29,7 +29,11 @@ class Round(SQLModel, table=True):
 
 class ReviewTask(SQLModel, table=True):
     __tablename__ = "review_tasks"
-    __table_args__ = (sa.UniqueConstraint("round_id", "organisation_id"),)
+    __table_args__ = (
+        sa.UniqueConstraint("round_id", "organisation_id"),
+        # "Is anything of this round left to sign?" is asked on every sign-off.
+        sa.Index("ix_review_tasks_round_id_status", "round_id", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)

@@ -565,7 +565,7 @@ async def _another_task_unsettled(session: AsyncSession, *, round_id: int, task_
         select(ReviewTask.id)
         .where(
             ReviewTask.round_id == round_id,
-            col(ReviewTask.status).not_in([str(status) for status in rounds.FINAL_STATUSES]),
+            col(ReviewTask.status).in_(rounds.UNSETTLED_STATUSES),
             ReviewTask.id != task_id,
         )
         .limit(1)

@@ -27,6 +27,8 @@ from services.errors import Conflict, InvalidInput, NotFound
 from services.organisations import resolve_keys
 
 FINAL_STATUSES = (TaskStatus.signed_off, TaskStatus.no_response)
+# Named rather than "not final" so the (round_id, status) index answers the question directly.
+UNSETTLED_STATUSES = tuple(str(status) for status in TaskStatus if status not in FINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -357,15 +359,11 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     )
 
 
-async def unsettled_task_count(
-    session: AsyncSession, *, round_id: int, excluding_task_id: int | None = None
-) -> int:
+async def unsettled_task_count(session: AsyncSession, *, round_id: int) -> int:
     """Tasks of the round still waiting for a sign-off."""
     query = select(func.count()).where(
-        ReviewTask.round_id == round_id, col(ReviewTask.status).not_in([str(s) for s in FINAL_STATUSES])
+        ReviewTask.round_id == round_id, col(ReviewTask.status).in_(UNSETTLED_STATUSES)
     )
-    if excluding_task_id is not None:
-        query = query.where(ReviewTask.id != excluding_task_id)
     return (await session.exec(query)).one()
 
 
