@@ -20,6 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from notifications.mailbox import serve_smtp
 
 REVIEW_LINK = re.compile(r"https?://\S+/t/[A-Za-z0-9_\-]+")
+RAW_REVIEW_LINK = re.compile(rb"https?://[^\s\"'<>]+/t/[A-Za-z0-9_\-]+")
+MESSAGE_ID = re.compile(rb"^Message-ID:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
 class CountingSink:
@@ -29,21 +31,26 @@ class CountingSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
-        message_id = ""
+        match = MESSAGE_ID.search(content)
+        message_id = match.group(1).decode() if match else ""
         link = ""
         if self.capture_links:
-            message = email.message_from_bytes(content, policy=email.policy.default)
-            message_id = str(message.get("Message-ID", ""))
-            body = message.get_body(preferencelist=("plain",))
-            found = REVIEW_LINK.search(body.get_content() if body else "")
-            link = found.group(0) if found else ""
-        else:
-            match = re.search(rb"^Message-ID:\s*(\S+)", content, re.IGNORECASE | re.MULTILINE)
-            message_id = match.group(1).decode() if match else ""
+            # Our bodies go out as 8-bit text, so the link stands in the raw bytes; parsing each message
+            # (3 ms) would make this sink the slow part of a 20,000-message run on 2 cores. A body in
+            # another transfer encoding is parsed properly.
+            raw = RAW_REVIEW_LINK.search(content)
+            link = raw.group(0).decode() if raw else self._parsed_link(content)
         recipients = ",".join(envelope.rcpt_tos)
         self.log.write(f"{time.time():.6f}\t{message_id}\t{recipients}\t{link}\t.\n")
         self.log.flush()
         return "250 Message accepted for delivery"
+
+    @staticmethod
+    def _parsed_link(content: bytes) -> str:
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        found = REVIEW_LINK.search(body.get_content() if body else "")
+        return found.group(0) if found else ""
 
 
 async def main() -> None:
