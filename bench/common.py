@@ -507,15 +507,17 @@ def start_worker(directory: Path, env: dict[str, str], name: str = "worker") -> 
     return spawn(name, [PYTHON, "-m", "services.cli", "worker"], workdir=directory, env=env)
 
 
-def start_web(directory: Path, env: dict[str, str], *, port: int, workers: int) -> Child:
-    """The web app under uvicorn, with access logging off (as the bare baselines run)."""
+def start_uvicorn(
+    name: str, factory: str, directory: Path, env: dict[str, str], *, port: int, workers: int
+) -> Child:
+    """An app factory under uvicorn with access logging off: ours and the bare baselines run alike."""
     return spawn(
-        "web",
+        name,
         [
             PYTHON,
             "-m",
             "uvicorn",
-            "services.web.app:create_app",
+            factory,
             "--factory",
             "--host",
             "127.0.0.1",
@@ -530,6 +532,75 @@ def start_web(directory: Path, env: dict[str, str], *, port: int, workers: int) 
         workdir=directory,
         env=env,
     )
+
+
+def start_web(directory: Path, env: dict[str, str], *, port: int, workers: int) -> Child:
+    return start_uvicorn("web", "services.web.app:create_app", directory, env, port=port, workers=workers)
+
+
+async def wait_for_pollers(client: Any, task_queue: str, *, children: Sequence[Child]) -> None:
+    """Until a worker polls the task queue for both workflow and activity tasks (it has started)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    async def pollers() -> int:
+        kinds = 0
+        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+            described = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
+                )
+            )
+            kinds += bool(described.pollers)
+        return kinds
+
+    await wait_until(
+        pollers, lambda n: n == 2, timeout=60, every=0.1, what="worker polling", children=children
+    )
+
+
+@dataclass
+class EmbeddedStack:
+    """Temporal's dev server, the SMTP sink and a polling `roundtable worker` on one database."""
+
+    settings: Any
+    scheduler: Any
+    temporal: Child
+    worker: Child
+    sink: SinkProcess
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(
+    directory: Path,
+    database_url: str,
+    *,
+    name: str,
+    public_base_url: str = "https://roundtable.gov.example",
+    capture_links: bool = False,
+) -> AsyncIterator[EmbeddedStack]:
+    from workflows.client import Scheduler
+
+    async with (
+        temporal_dev_server(directory) as (address, temporal),
+        smtp_sink(directory, capture_links=capture_links) as sink,
+    ):
+        env = roundtable_env(
+            database_url=database_url,
+            temporal_address=address,
+            sink_port=sink.port,
+            public_base_url=public_base_url,
+            task_queue=new_task_queue(name),
+        )
+        settings = bench_settings(env)
+        worker = start_worker(directory, env)
+        try:
+            scheduler = Scheduler(settings)
+            await wait_for_pollers(await scheduler.client(), settings.task_queue, children=[worker, temporal])
+            yield EmbeddedStack(settings, scheduler, temporal, worker, sink)
+        finally:
+            worker.stop()
 
 
 # --- data: the fixture registry, grown to any size --------------------------------------------------
@@ -593,6 +664,47 @@ async def seed_round(
                 user_id=created_by,
             )
         return created.id
+    finally:
+        await db.dispose()
+
+
+async def launch_and_open(database_url: str, *, round_id: int) -> None:
+    """Launch the round and issue its links through the services, as its scheduler would open it."""
+    from models.audit import Actor
+    from models.enums import ActorKind
+    from services import rounds
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            assert await rounds.launch(
+                session, round_id=round_id, actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
+            )
+        async with db.write_session() as session:
+            await rounds.open_round(session, round_id=round_id)
+    finally:
+        await db.dispose()
+
+
+async def create_coordinator(database_url: str, email: str) -> int:
+    """A coordinator account (the round's creator is told when it closes); its user id."""
+    from models.audit import Actor
+    from models.enums import ActorKind, Role
+    from models.users import UserCreate
+    from services import users
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            user, _token = await users.create_user(
+                session,
+                data=UserCreate(email=email, role=Role.coordinator, full_name="Coordinator"),
+                actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
+            )
+        assert user.id is not None
+        return user.id
     finally:
         await db.dispose()
 

@@ -24,23 +24,19 @@ from typing import Any
 
 from bench import smtp_baseline
 from bench.common import (
-    BENCH_ACTOR_ID,
     Report,
     Row,
     arguments,
     available_backends,
-    bench_settings,
+    create_coordinator,
+    embedded_stack,
     fresh_database,
+    launch_and_open,
     median,
-    new_task_queue,
-    roundtable_env,
-    smtp_sink,
-    start_worker,
-    temporal_dev_server,
+    seed_round,
     wait_until,
     workdir,
 )
-from bench.launch_fanout import PUBLIC_BASE_URL, seed_consultation, wait_for_pollers
 
 NAME = "deadline_storm"
 FULL_SIZE = 1000
@@ -54,22 +50,15 @@ async def launched_and_invited(database_url: str, round_id: int) -> None:
     sent, as outreach records a delivered chunk (no email: the storm is what is measured)."""
     from sqlmodel import col, update
 
-    from models.audit import Actor
-    from models.enums import ActorKind, TaskStatus
+    from models.enums import TaskStatus
     from models.reviews import AccessLink
     from models.rounds import ReviewTask
     from models.types import utcnow
-    from services import rounds
     from services.db import Database
 
+    await launch_and_open(database_url, round_id=round_id)
     db = Database(database_url)
     try:
-        async with db.write_session() as session:
-            await rounds.launch(
-                session, round_id=round_id, actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
-            )
-        async with db.write_session() as session:
-            await rounds.open_round(session, round_id=round_id)
         now = utcnow()
         async with db.write_session() as session:
             await session.exec(
@@ -106,32 +95,20 @@ async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
     from models.enums import RoundStatus, TaskStatus
     from models.rounds import ReviewTask, Round
     from services.db import Database
-    from workflows.client import Scheduler
 
     with workdir("storm") as directory:
         async with fresh_database(backend, directory) as url:
-            round_id = await seed_consultation(
+            round_id = await seed_round(
                 url,
                 organisations=organisations,
                 deadline=datetime.now(UTC) + timedelta(days=14),
-                coordinator_email=COORDINATOR,
+                created_by=await create_coordinator(url, COORDINATOR),
             )
             await launched_and_invited(url, round_id)
-            async with temporal_dev_server(directory) as (address, temporal), smtp_sink(directory) as sink:
-                env = roundtable_env(
-                    database_url=url,
-                    temporal_address=address,
-                    sink_port=sink.port,
-                    public_base_url=PUBLIC_BASE_URL,
-                    task_queue=new_task_queue("storm"),
-                )
-                settings = bench_settings(env)
-                worker = start_worker(directory, env)
+            async with embedded_stack(directory, url, name="storm") as stack:
+                scheduler, sink, worker, temporal = stack.scheduler, stack.sink, stack.worker, stack.temporal
                 db = Database(url)
                 try:
-                    scheduler = Scheduler(settings)
-                    client = await scheduler.client()
-                    await wait_for_pollers(client, settings.task_queue, children=[worker, temporal])
                     deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD + 1)
                     await set_deadline(url, round_id, deadline)
                     handle = await scheduler.start_round(round_id)
@@ -174,16 +151,7 @@ async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
                         "duplicates": sink.duplicates(),
                     }
                 finally:
-                    worker.stop()
                     await db.dispose()
-
-
-async def measure_smtp_limit(messages: int) -> float:
-    payloads = smtp_baseline.copies(smtp_baseline.sample_invitation(), messages)
-    with workdir("storm-smtp") as directory:
-        async with smtp_sink(directory) as sink:
-            started = await smtp_baseline.blast(sink.port, payloads)
-            return await sink.wait_for(messages, timeout=120) - started
 
 
 async def main(args: argparse.Namespace) -> Report:
@@ -208,7 +176,7 @@ async def main(args: argparse.Namespace) -> Report:
             result = await measure_ours(backend, size)
             ours[backend].append(result)
             print(f"   {size} tasks, {backend}, run {run + 1}: {result['seconds']:.2f} s", flush=True)
-        smtp.append(await measure_smtp_limit(size))
+        smtp.append(await smtp_baseline.time_to_sink(size))
         print(f"   {size} messages, run {run + 1}: SMTP limit {smtp[-1]:.2f} s", flush=True)
     report.details["raw"] = {"ours": ours, "smtp_limit": smtp}
     smtp_s = median(smtp)

@@ -27,38 +27,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bench import naive_fanout, smtp_baseline
 from bench.common import (
     BENCH_ACTOR_ID,
-    DRAFT_MD,
     PYTHON,
-    Child,
     PeakRss,
     Report,
     Row,
     arguments,
     available_backends,
-    bench_settings,
+    embedded_stack,
     fresh_database,
     median,
     new_task_queue,
-    registry_csv,
-    roundtable_env,
+    seed_round,
     smtp_sink,
     spawn,
-    start_worker,
     temporal_dev_server,
-    wait_until,
+    wait_for_pollers,
     workdir,
 )
 
 NAME = "launch_fanout"
-PUBLIC_BASE_URL = "https://roundtable.gov.example"
 FULL_SIZES = (100, 1000, 5000)
 SMOKE_SIZES = (20,)
 NAIVE_SIZES = "100,1000"
@@ -68,133 +60,46 @@ TARGET_SIZE = 1000
 # --- seeding and waiting, shared with bench/deadline_storm.py -----------------------------------------
 
 
-async def seed_consultation(
-    database_url: str,
-    *,
-    organisations: int,
-    deadline: datetime,
-    coordinator_email: str | None = None,
-    title: str = "Migration strategy",
-) -> int:
-    """Registry, draft and a draft round consulting every organisation on every section; with
-    `coordinator_email`, created by that coordinator (who is told when the round closes)."""
-    from models.audit import Actor
-    from models.enums import ActorKind, Role
-    from models.rounds import RoundCreate
-    from models.users import UserCreate
-    from services import documents, rounds, users
-    from services import organisations as registry
-    from services.db import Database
-
-    actor = Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
-    db = Database(database_url)
-    try:
-        user_id = None
-        if coordinator_email:
-            async with db.write_session() as session:
-                user, _token = await users.create_user(
-                    session,
-                    data=UserCreate(email=coordinator_email, role=Role.coordinator, full_name="Coordinator"),
-                    actor=actor,
-                )
-                user_id = user.id
-        async with db.write_session() as session:
-            await registry.import_csv(session, content=registry_csv(organisations), actor=actor)
-        async with db.write_session() as session:
-            document = await documents.create_document(
-                session, title=title, filename="draft.md", content=DRAFT_MD.read_bytes(), actor=actor
-            )
-        async with db.write_session() as session:
-            created = await rounds.create_round(
-                session,
-                data=RoundCreate(title=title, document_version_id=document.versions[0].id, deadline=deadline),
-                actor=actor,
-                user_id=user_id,
-            )
-        return created.id
-    finally:
-        await db.dispose()
-
-
-async def wait_for_pollers(client: Client, task_queue: str, *, children: list[Child]) -> None:
-    """Until a worker polls the task queue for both workflow and activity tasks (it has started)."""
-
-    async def pollers() -> int:
-        kinds = 0
-        for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
-            described = await client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
-                )
-            )
-            kinds += bool(described.pollers)
-        return kinds
-
-    await wait_until(
-        pollers, lambda n: n == 2, timeout=60, every=0.1, what="worker polling", children=children
-    )
-
-
-# --- the three measurements ---------------------------------------------------------------------------
-
-
 async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
     from models.audit import Actor
     from models.enums import ActorKind
     from services.db import Database
-    from workflows.client import Scheduler, launch_round
+    from workflows.client import launch_round
 
     expected = 2 * organisations
     with workdir("launch") as directory:
         async with fresh_database(backend, directory) as url:
-            round_id = await seed_consultation(
+            round_id = await seed_round(
                 url, organisations=organisations, deadline=datetime.now(UTC) + timedelta(days=14)
             )
-            async with temporal_dev_server(directory) as (address, temporal), smtp_sink(directory) as sink:
-                env = roundtable_env(
-                    database_url=url,
-                    temporal_address=address,
-                    sink_port=sink.port,
-                    public_base_url=PUBLIC_BASE_URL,
-                    task_queue=new_task_queue("launch"),
-                )
-                settings = bench_settings(env)
-                worker = start_worker(directory, env)
+            async with embedded_stack(directory, url, name="launch") as stack:
                 db = Database(url)
                 try:
-                    scheduler = Scheduler(settings)
-                    client = await scheduler.client()
-                    await wait_for_pollers(client, settings.task_queue, children=[worker, temporal])
                     with PeakRss() as rss:
-                        rss.watch("worker", worker.pid)
-                        rss.watch("temporal", temporal.pid)
+                        rss.watch("worker", stack.worker.pid)
+                        rss.watch("temporal", stack.temporal.pid)
                         started = time.time()
                         await launch_round(
-                            db, scheduler, round_id=round_id, actor=Actor(kind=ActorKind.system, id="bench")
+                            db,
+                            stack.scheduler,
+                            round_id=round_id,
+                            actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
                         )
-                        last = await sink.wait_for(
-                            expected, timeout=60 + organisations * 0.05, children=[worker, temporal]
+                        last = await stack.sink.wait_for(
+                            expected,
+                            timeout=60 + organisations * 0.05,
+                            children=[stack.worker, stack.temporal],
                         )
                     await asyncio.sleep(0.3)  # a late duplicate would show up here
                     return {
                         "seconds": last - started,
-                        "messages": sink.count(),
-                        "duplicates": sink.duplicates(),
+                        "messages": stack.sink.count(),
+                        "duplicates": stack.sink.duplicates(),
                         "worker_mib": rss.mib("worker"),
                         "temporal_mib": rss.mib("temporal"),
                     }
                 finally:
-                    worker.stop()
                     await db.dispose()
-
-
-async def measure_smtp_limit(messages: int) -> float:
-    payloads = smtp_baseline.copies(smtp_baseline.sample_invitation(), messages)
-    with workdir("launch-smtp") as directory:
-        async with smtp_sink(directory) as sink:
-            started = await smtp_baseline.blast(sink.port, payloads)
-            last = await sink.wait_for(messages, timeout=120)
-            return last - started
 
 
 async def measure_naive(organisations: int) -> float:
@@ -273,7 +178,7 @@ async def main(args: argparse.Namespace) -> Report:
                 result = await measure_ours(backend, size)
                 ours[backend].append(result)
                 print(f"   {size} orgs, {backend}, run {run + 1}: ours {result['seconds']:.2f} s", flush=True)
-            smtp.append(await measure_smtp_limit(2 * size))
+            smtp.append(await smtp_baseline.time_to_sink(2 * size))
             print(f"   {size} orgs, run {run + 1}: (a) SMTP limit {smtp[-1]:.2f} s", flush=True)
             if size in naive_sizes and run == 0:
                 naive.append(await measure_naive(size))

@@ -44,11 +44,12 @@ from bench.common import (
     free_port,
     fresh_database,
     issue_focal_point_tokens,
+    launch_and_open,
     median,
     new_task_queue,
     roundtable_env,
     seed_round,
-    spawn,
+    start_uvicorn,
     start_web,
     wait_for_port,
     workdir,
@@ -76,48 +77,21 @@ def extra(parser: Any) -> None:
 
 async def prepare_round(url: str, organisations: int) -> tuple[int, list[str]]:
     """A round launched and opened through the services, as its scheduler does, and its tokens."""
-    from models.audit import Actor
-    from models.enums import ActorKind
-    from services import rounds
-    from services.db import Database
-
     round_id = await seed_round(
         url, organisations=organisations, deadline=datetime.now(UTC) + timedelta(days=7)
     )
-    db = Database(url)
-    try:
-        async with db.write_session() as session:
-            assert await rounds.launch(
-                session, round_id=round_id, actor=Actor(kind=ActorKind.system, id="bench")
-            )
-        async with db.write_session() as session:
-            await rounds.open_round(session, round_id=round_id)
-    finally:
-        await db.dispose()
+    await launch_and_open(url, round_id=round_id)
     return round_id, await issue_focal_point_tokens(url, round_id=round_id)
 
 
 def start_baseline(directory: Path, *, port: int, workers: int, page_bytes: Path, database: str) -> Child:
-    return spawn(
+    return start_uvicorn(
         "baseline",
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "bench.baseline_web:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        workdir=directory,
-        env={"BASELINE_PAGE_BYTES_FILE": str(page_bytes), "BASELINE_DATABASE": database},
+        "bench.baseline_web:create_app",
+        directory,
+        {"BASELINE_PAGE_BYTES_FILE": str(page_bytes), "BASELINE_DATABASE": database},
+        port=port,
+        workers=workers,
     )
 
 

@@ -18,23 +18,18 @@ from typing import Any
 
 import psutil
 from sqlmodel import func, select
-from temporalio.client import Client
 
 from bench.common import (
+    BENCH_ACTOR_ID,
     PeakRss,
     Report,
     Row,
     arguments,
     available_backends,
-    bench_settings,
-    free_port,
+    create_coordinator,
+    embedded_stack,
     fresh_database,
-    new_task_queue,
-    roundtable_env,
     seed_round,
-    smtp_sink,
-    start_worker,
-    temporal_dev_server,
     wait_until,
     workdir,
 )
@@ -47,73 +42,42 @@ def _extra(parser: Any) -> None:
     parser.add_argument("--organisations", type=int, default=None, help="organisations in the round")
 
 
-async def _coordinator(database_url: str) -> int:
-    from models.audit import Actor
-    from models.enums import ActorKind, Role
-    from models.users import UserCreate
-    from services import users
-    from services.db import Database
-
-    db = Database(database_url)
-    try:
-        async with db.write_session() as session:
-            user, _token = await users.create_user(
-                session,
-                data=UserCreate(email=COORDINATOR, role=Role.coordinator),
-                actor=Actor(kind=ActorKind.system, id="bench"),
-            )
-        assert user.id is not None
-        return user.id
-    finally:
-        await db.dispose()
-
-
-async def _round_state(database_url: str, round_id: int) -> dict[str, Any]:
+async def _round_state(db: Any, round_id: int) -> dict[str, Any]:
     from models.reviews import SignOff
     from models.rounds import Round
-    from services.db import Database
 
-    db = Database(database_url)
-    try:
-        async with db.session() as session:
-            round_ = await session.get(Round, round_id)
-            sign_offs = (await session.exec(select(func.count()).where(SignOff.round_id == round_id))).one()
-            distinct = (
-                await session.exec(
-                    select(func.count(func.distinct(SignOff.task_id))).where(SignOff.round_id == round_id)
-                )
-            ).one()
-        assert round_ is not None
-        return {
-            "status": str(round_.status),
-            "reason": str(round_.close_reason),
-            "sign_offs": sign_offs,
-            "distinct_tasks": distinct,
-        }
-    finally:
-        await db.dispose()
+    async with db.session() as session:
+        round_ = await session.get(Round, round_id)
+        sign_offs = (await session.exec(select(func.count()).where(SignOff.round_id == round_id))).one()
+        distinct = (
+            await session.exec(
+                select(func.count(func.distinct(SignOff.task_id))).where(SignOff.round_id == round_id)
+            )
+        ).one()
+    assert round_ is not None
+    return {
+        "status": str(round_.status),
+        "reason": str(round_.close_reason),
+        "sign_offs": sign_offs,
+        "distinct_tasks": distinct,
+    }
 
 
-async def _focal_point_addresses(database_url: str, round_id: int) -> set[str]:
+async def _focal_point_addresses(db: Any, round_id: int) -> set[str]:
     from models.enums import ContactRole
     from models.reviews import AccessLink
-    from services.db import Database
 
-    db = Database(database_url)
-    try:
-        async with db.session() as session:
-            rows = await session.exec(
-                select(AccessLink.email).where(
-                    AccessLink.round_id == round_id, AccessLink.role == ContactRole.focal_point
-                )
+    async with db.session() as session:
+        rows = await session.exec(
+            select(AccessLink.email).where(
+                AccessLink.round_id == round_id, AccessLink.role == ContactRole.focal_point
             )
-            return set(rows.all())
-    finally:
-        await db.dispose()
+        )
+        return set(rows.all())
 
 
 async def _sign_off_everyone(
-    database_url: str, scheduler: Any, tokens: list[str]
+    db: Any, scheduler: Any, tokens: list[str]
 ) -> tuple[int, list[str], list[float]]:
     """Each focal point signs off through the review use case the sign-off form calls, CONCURRENCY at a
     time, and the one that settles the round wakes its scheduler as the form does. (The HTTP path is
@@ -122,7 +86,6 @@ async def _sign_off_everyone(
     from models.enums import Decision
     from models.reviews import SignOffCreate
     from services import reviews
-    from services.db import Database
 
     queue: asyncio.Queue[str] = asyncio.Queue()
     for token in tokens:
@@ -131,7 +94,6 @@ async def _sign_off_everyone(
     problems: list[str] = []
     latencies: list[float] = []
     client = reviews.ClientInfo(ip="127.0.0.1", user_agent="bench/scale")
-    db = Database(database_url)
 
     async def focal_point() -> None:
         nonlocal ok
@@ -160,16 +122,12 @@ async def _sign_off_everyone(
             if outcome.round_settled:
                 await scheduler.wake(outcome.receipt.round_id)
 
-    try:
-        await asyncio.gather(*(focal_point() for _ in range(CONCURRENCY)))
-    finally:
-        await db.dispose()
+    await asyncio.gather(*(focal_point() for _ in range(CONCURRENCY)))
     return ok, problems, sorted(latencies)
 
 
-async def _history(address: str, workflow_id: str) -> tuple[str, int, int]:
+async def _history(client: Any, workflow_id: str) -> tuple[str, int, int]:
     """Status of the scheduler's last run, events in its last history, and runs (continue-as-new)."""
-    client = await Client.connect(address)
     handle = client.get_workflow_handle(workflow_id)
     # The scheduler records the closing notice and then ends: let it finish.
     await asyncio.wait_for(handle.result(), timeout=120)
@@ -192,84 +150,74 @@ async def run_once(backend: str, organisations: int, report: Report) -> None:
     from models.audit import Actor
     from models.enums import ActorKind
     from services.db import Database
-    from workflows.client import Scheduler, launch_round, round_workflow_id
+    from workflows.client import launch_round, round_workflow_id
 
     label = f"scale {organisations:,} orgs ({backend})"
     with workdir("scale") as directory:
-        async with (
-            fresh_database(backend, directory) as database_url,
-            temporal_dev_server(directory) as (address, temporal),
-            smtp_sink(directory, capture_links=True) as sink,
-        ):
-            port = free_port()
-            env = roundtable_env(
-                database_url=database_url,
-                temporal_address=address,
-                sink_port=sink.port,
-                public_base_url=f"http://127.0.0.1:{port}",
-                task_queue=new_task_queue("scale"),
-            )
-            coordinator = await _coordinator(database_url)
+        async with fresh_database(backend, directory) as database_url:
             seeded = time.perf_counter()
             round_id = await seed_round(
                 database_url,
                 organisations=organisations,
                 deadline=datetime.now(UTC) + timedelta(days=7),
-                created_by=coordinator,
+                created_by=await create_coordinator(database_url, COORDINATOR),
             )
             seeding = time.perf_counter() - seeded
-            worker = start_worker(directory, env)
-            settings = bench_settings(env)
-            db = Database(database_url)
-            try:
-                with PeakRss() as memory:
-                    memory.watch("worker", worker.pid)
-                    memory.watch("temporal", temporal.pid)
-                    scheduler = Scheduler(settings)
-                    invitations = organisations * 2
-                    started = time.time()
-                    await launch_round(
-                        db, scheduler, round_id=round_id, actor=Actor(kind=ActorKind.system, id="bench")
-                    )
-                    last = await sink.wait_for(invitations, timeout=1800, children=[worker, temporal])
-                    launch_seconds = last - started
-                    worker_after_launch = psutil.Process(worker.pid).memory_info().rss / 2**20
-                    focal_points = await _focal_point_addresses(database_url, round_id)
-                    links = [
-                        link
-                        for recipient, link in sink.links_by_recipient().items()
-                        if recipient in focal_points
-                    ]
-                    signing = time.perf_counter()
-                    tokens = [link.split("/t/", 1)[1] for link in links]
-                    ok, problems, latencies = await _sign_off_everyone(database_url, scheduler, tokens)
-                    signing_seconds = time.perf_counter() - signing
-                    if problems or ok != organisations:
-                        raise SystemExit(
-                            f"{label}: {ok} of {organisations} signed off; {len(problems)} refused, "
-                            f"first: {problems[:1]}"
+            async with embedded_stack(directory, database_url, name="scale", capture_links=True) as stack:
+                scheduler, sink, worker, temporal = stack.scheduler, stack.sink, stack.worker, stack.temporal
+                db = Database(database_url)
+                try:
+                    with PeakRss() as memory:
+                        memory.watch("worker", worker.pid)
+                        memory.watch("temporal", temporal.pid)
+                        invitations = organisations * 2
+                        started = time.time()
+                        await launch_round(
+                            db,
+                            scheduler,
+                            round_id=round_id,
+                            actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
                         )
+                        last = await sink.wait_for(invitations, timeout=1800, children=[worker, temporal])
+                        launch_seconds = last - started
+                        worker_after_launch = psutil.Process(worker.pid).memory_info().rss / 2**20
+                        focal_points = await _focal_point_addresses(db, round_id)
+                        links = [
+                            link
+                            for recipient, link in sink.links_by_recipient().items()
+                            if recipient in focal_points
+                        ]
+                        signing = time.perf_counter()
+                        tokens = [link.split("/t/", 1)[1] for link in links]
+                        ok, problems, latencies = await _sign_off_everyone(db, scheduler, tokens)
+                        signing_seconds = time.perf_counter() - signing
+                        if problems or ok != organisations:
+                            raise SystemExit(
+                                f"{label}: {ok} of {organisations} signed off; {len(problems)} refused, "
+                                f"first: {problems[:1]}"
+                            )
 
-                    async def state() -> dict[str, Any]:
-                        return await _round_state(database_url, round_id)
+                        async def state() -> dict[str, Any]:
+                            return await _round_state(db, round_id)
 
-                    await wait_until(
-                        state,
-                        lambda found: found["status"] == "closed",
-                        timeout=600,
-                        every=0.2,
-                        what="the round closed",
-                        children=[worker, temporal],
+                        await wait_until(
+                            state,
+                            lambda found: found["status"] == "closed",
+                            timeout=600,
+                            every=0.2,
+                            what="the round closed",
+                            children=[worker, temporal],
+                        )
+                        closed_after = time.perf_counter() - signing - signing_seconds
+                        await sink.wait_for(invitations + 1, timeout=120, children=[worker])
+                        final = await _round_state(db, round_id)
+                        worker_at_close = psutil.Process(worker.pid).memory_info().rss / 2**20
+                    status, events, runs = await _history(
+                        await scheduler.client(), round_workflow_id(stack.settings, round_id)
                     )
-                    closed_after = time.perf_counter() - signing - signing_seconds
-                    await sink.wait_for(invitations + 1, timeout=120, children=[worker])
-                    final = await _round_state(database_url, round_id)
-                    worker_at_close = psutil.Process(worker.pid).memory_info().rss / 2**20
-                status, events, runs = await _history(address, round_workflow_id(settings, round_id))
-            finally:
-                await db.dispose()
-                worker.stop()
-            duplicates = sink.duplicates()
+                finally:
+                    await db.dispose()
+                duplicates = sink.duplicates()
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000 if latencies else float("nan")
     report.details[label] = {
         "seeding_s": round(seeding, 2),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiosmtplib import SMTP
 
+from bench.common import smtp_sink, workdir
 from notifications.message import OutgoingEmail, serialize_message
 from notifications.rendering import render_email
 from services.formatting import when_text
@@ -78,3 +79,12 @@ async def blast(port: int, messages: list[bytes], *, connections: int = CONNECTI
 
     await asyncio.gather(*(drain(number) for number in range(connections)))
     return started
+
+
+async def time_to_sink(messages: int) -> float:
+    """The SMTP limit: seconds for `messages` copies of a real invitation to reach a fresh sink."""
+    payloads = copies(sample_invitation(), messages)
+    with workdir("smtp-limit") as directory:
+        async with smtp_sink(directory) as sink:
+            started = await blast(sink.port, payloads)
+            return await sink.wait_for(messages, timeout=120) - started
