@@ -24,10 +24,20 @@ from services.hashing import new_secret, sha256_hex
 token_sha256 = sha256_hex
 
 
-def new_link(*, task_id: int, round_id: int, role: ContactRole, email: str, name: str) -> AccessLink:
-    return AccessLink(
-        id=uuid.uuid4().hex, task_id=task_id, round_id=round_id, role=role, email=email, name=name
-    )
+def new_link_row(
+    *, task_id: int, round_id: int, role: ContactRole, email: str, name: str, created_at: datetime
+) -> dict[str, object]:
+    """A new link as a row for a bulk insert (a national round issues thousands at once); it has no
+    token until its invitation is sent."""
+    return {
+        "id": uuid.uuid4().hex,
+        "task_id": task_id,
+        "round_id": round_id,
+        "role": role,
+        "email": email,
+        "name": name,
+        "created_at": created_at,
+    }
 
 
 def issue_token(link: AccessLink) -> str:

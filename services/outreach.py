@@ -77,8 +77,12 @@ def smtp_config(settings: Settings) -> SmtpConfig:
     )
 
 
+def _message_id_domain(settings: Settings) -> str:
+    return urlsplit(settings.public_base_url).hostname or MESSAGE_ID_DOMAIN
+
+
 def _message_id(purpose: str, settings: Settings) -> str:
-    return message_id_for(purpose, urlsplit(settings.public_base_url).hostname or MESSAGE_ID_DOMAIN)
+    return message_id_for(purpose, _message_id_domain(settings))
 
 
 def _sender_name(settings: Settings) -> str:
@@ -221,7 +225,7 @@ class _InvitationFixed:
                 for language in Language
             },
             sender_name=_sender_name(settings),
-            message_id_domain=urlsplit(settings.public_base_url).hostname or MESSAGE_ID_DOMAIN,
+            message_id_domain=_message_id_domain(settings),
         )
 
 

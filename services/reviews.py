@@ -206,7 +206,6 @@ async def _resolve(
     if not token or len(token) > 100:
         raise NotFound(INVALID_LINK, error="invalid_link")
     digest = links.token_sha256(token)
-    link_query: Any = select(AccessLink, Round).join(Round, col(Round.id) == AccessLink.round_id)
     if not lock or session.get_bind().dialect.name == "sqlite":
         query = _link_query(with_sign_off=with_sign_off, with_comment=submission_id is not None)
         params = {"token_sha256": digest}
@@ -223,7 +222,9 @@ async def _resolve(
             comment=extra.pop(0) if submission_id is not None else None,
         )
     link_query = (
-        link_query.where(AccessLink.token_sha256 == digest)
+        select(AccessLink, Round)
+        .join(Round, col(Round.id) == AccessLink.round_id)
+        .where(AccessLink.token_sha256 == digest)
         .with_for_update(of=Round, read=True)
         .execution_options(populate_existing=True)
     )
@@ -551,23 +552,8 @@ async def sign_off(
     session.add(context.task)
     # Counted while holding the audit chain head, which every sign-off takes: a sign-off committed
     # before this one is seen, one committed after sees this one, so the last one always knows.
-    others_left = await _another_task_unsettled(
-        session, round_id=context.round.id or 0, task_id=context.task.id or 0
+    others_left = await rounds.any_unsettled_task(
+        session, round_id=context.round.id or 0, excluding_task_id=context.task.id
     )
     await session.commit()
     return SignOffOutcome(SignOffRead.of(record, context.organisation), round_settled=not others_left)
-
-
-async def _another_task_unsettled(session: AsyncSession, *, round_id: int, task_id: int) -> bool:
-    """Whether any other task of the round still waits for a sign-off. Asked on every sign-off while the
-    write lock is held, so it stops at the first one found instead of counting the whole round."""
-    query = (
-        select(ReviewTask.id)
-        .where(
-            ReviewTask.round_id == round_id,
-            col(ReviewTask.status).in_(rounds.UNSETTLED_STATUSES),
-            ReviewTask.id != task_id,
-        )
-        .limit(1)
-    )
-    return (await session.exec(query)).first() is not None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, insert, update
+from sqlalchemy import ColumnElement, and_, case, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -289,16 +288,10 @@ async def open_round(session: AsyncSession, *, round_id: int) -> int:
             contacts.append(
                 (ContactRole.alternate, organisation.alternate_email, organisation.alternate_name)
             )
-        task_links: list[dict[str, object]] = [
-            {
-                "id": uuid.uuid4().hex,  # as links.new_link makes them
-                "task_id": task.id,
-                "round_id": round_id,
-                "role": role,
-                "email": email,
-                "name": name,
-                "created_at": now,
-            }
+        task_links = [
+            links.new_link_row(
+                task_id=task.id or 0, round_id=round_id, role=role, email=email, name=name, created_at=now
+            )
             for role, email, name in contacts
         ]
         issued.extend(task_links)
@@ -359,12 +352,24 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     )
 
 
+def _unsettled_tasks(round_id: int) -> ColumnElement[bool]:
+    return and_(col(ReviewTask.round_id) == round_id, col(ReviewTask.status).in_(UNSETTLED_STATUSES))
+
+
 async def unsettled_task_count(session: AsyncSession, *, round_id: int) -> int:
     """Tasks of the round still waiting for a sign-off."""
-    query = select(func.count()).where(
-        ReviewTask.round_id == round_id, col(ReviewTask.status).in_(UNSETTLED_STATUSES)
-    )
-    return (await session.exec(query)).one()
+    return (await session.exec(select(func.count()).where(_unsettled_tasks(round_id)))).one()
+
+
+async def any_unsettled_task(
+    session: AsyncSession, *, round_id: int, excluding_task_id: int | None = None
+) -> bool:
+    """Whether a task of the round (other than the one excluded) still waits for a sign-off. Asked on
+    every sign-off while the write lock is held, so it stops at the first one instead of counting."""
+    query = select(ReviewTask.id).where(_unsettled_tasks(round_id))
+    if excluding_task_id is not None:
+        query = query.where(ReviewTask.id != excluding_task_id)
+    return (await session.exec(query.limit(1))).first() is not None
 
 
 @transactional

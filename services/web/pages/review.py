@@ -7,6 +7,7 @@ validation error.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -171,22 +172,13 @@ async def _submit(
     action: Callable[[], Awaitable[str]],
 ) -> Response:
     """Run a form's action; on bad input show the page again with the message and what was typed."""
+    again = functools.partial(_render, request, read_session, templates, settings, token, form=form)
     try:
         csrf.check(request, csrf_token, settings.secret_key)
     except csrf.CsrfFailed as exc:
         # What was typed is shown to copy, not put back into a form that the fresh token would let
         # through: another site must not be able to prepare a filled-in form for one click.
-        return await _render(
-            request,
-            read_session,
-            templates,
-            settings,
-            token,
-            status_code=exc.status_code,
-            error=CSRF_REFUSED,
-            form=form,
-            refill=False,
-        )
+        return await again(status_code=exc.status_code, error=CSRF_REFUSED, refill=False)
     try:
         if any("\x00" in value for value in form.values() if isinstance(value, str)):
             raise InvalidInput(
@@ -194,29 +186,11 @@ async def _submit(
             )
         target = await action()
     except ValidationError as exc:
-        return await _render(
-            request,
-            read_session,
-            templates,
-            settings,
-            token,
-            status_code=422,
-            error="; ".join(form_problems(exc)) + ".",
-            form=form,
-        )
+        return await again(status_code=422, error="; ".join(form_problems(exc)) + ".")
     except DomainError as exc:
         if exc.status_code in (401, 403) or (exc.status_code == 404 and exc.error == "invalid_link"):
             raise  # the link itself is bad: there is no page to show again
-        return await _render(
-            request,
-            read_session,
-            templates,
-            settings,
-            token,
-            status_code=exc.status_code,
-            error=exc.detail,
-            form=form,
-        )
+        return await again(status_code=exc.status_code, error=exc.detail)
     return RedirectResponse(
         f"/t/{token}?{target}", status_code=303, headers={"Referrer-Policy": "no-referrer"}
     )
