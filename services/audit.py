@@ -34,6 +34,11 @@ EXPORT_BATCH = 2_000
 AUDIT_EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 AUDIT_CHAIN_HEAD: Table = AuditChainHead.__table__  # type: ignore[attr-defined]
 AUDIT_EVENT_COLUMNS = tuple(column.name for column in AUDIT_EVENTS.columns)
+_LOCK_CHAIN_HEAD = (
+    sa.select(AUDIT_CHAIN_HEAD.c.seq, AUDIT_CHAIN_HEAD.c.hash)
+    .where(AUDIT_CHAIN_HEAD.c.id == 1)
+    .with_for_update()
+)
 
 
 @dataclass(frozen=True)
@@ -71,11 +76,11 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
     was a tenth of a sign-off. The returned events are not attached to the session."""
     if not events:
         return []
-    head_seq, head_hash = (
-        await session.exec(
-            select(AuditChainHead.seq, AuditChainHead.hash).where(AuditChainHead.id == 1).with_for_update()
-        )
-    ).one()
+    # Objects the caller added but did not flush yet go first, as the ORM's autoflush did: the rows
+    # below are written on the connection, beneath the session.
+    await session.flush()
+    connection = await session.connection()
+    head_seq, head_hash = (await connection.execute(_LOCK_CHAIN_HEAD)).one()
     at = utcnow()
     written = []
     for new in events:
@@ -107,10 +112,17 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
             )
         )
         head_seq, head_hash = seq, digest
-    await session.exec(insert(AUDIT_EVENTS), params=[_row(event) for event in written])
-    await session.exec(
+    move_head = (
         update(AUDIT_CHAIN_HEAD).where(AUDIT_CHAIN_HEAD.c.id == 1).values(seq=head_seq, hash=head_hash)
     )
+    if len(written) == 1 and connection.dialect.name == "postgresql":
+        # One statement for both: every round trip made while holding the head is one more that every
+        # other writer waits for. (SQLite cannot put an UPDATE in a WITH, and holds nothing across
+        # round trips: its statements run in process.)
+        await connection.execute(insert(AUDIT_EVENTS).values(_row(written[0])).add_cte(move_head.cte()))
+    else:
+        await connection.execute(insert(AUDIT_EVENTS), [_row(event) for event in written])
+        await connection.execute(move_head)
     return written
 
 

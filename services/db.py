@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services import sqlite_driver
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,12 +66,20 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def _sqlite_engine(url: URL, *, begin: str, pool_size: int, writer_lock: Path | None = None) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
+def _sqlite_engine(
+    url: URL, *, for_writes: bool, pool_size: int, writer_lock: Path | None = None
+) -> AsyncEngine:
+    begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=120,
+        async_creator=sqlite_driver.connector(url.database or ":memory:", commit_in_thread=for_writes),
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
@@ -118,6 +128,22 @@ def _release_writer_lock(info: dict[str, Any]) -> None:
         fcntl.flock(info["writer_lock_fd"], fcntl.LOCK_UN)
 
 
+@asynccontextmanager
+async def _closing(session: AsyncSession) -> AsyncIterator[AsyncSession]:
+    """The session, closed (its connection back in the pool) by the task that used it.
+
+    AsyncSession's own `async with` closes it in a new task and waits for that, so that a cancellation
+    cannot cut the close short. Under load that cost the fairness of the pool: the connection came back
+    a few loop turns later, requests that had just arrived took it, and the ones queued for it were put
+    back at the end of the queue, again and again (seconds for some while others went straight through).
+    Requests are not cancelled mid-way here (uvicorn lets them finish), and if one were, the pool
+    discards a connection whose reset was interrupted."""
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
 class Database:
     """The engines of one process. Use `session()` to read and `write_session()` to change data."""
 
@@ -128,10 +154,10 @@ class Database:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(self.url, begin="BEGIN", pool_size=pool_size)
+            self.engine = _sqlite_engine(self.url, for_writes=False, pool_size=pool_size)
             self.write_engine = _sqlite_engine(
                 self.url,
-                begin="BEGIN IMMEDIATE",
+                for_writes=True,
                 pool_size=1,
                 writer_lock=Path(f"{database}.writer-lock") if database and database != ":memory:" else None,
             )
@@ -145,12 +171,12 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._read_sessions() as session:
+        async with _closing(self._read_sessions()) as session:
             yield session
 
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[AsyncSession]:
-        async with self._write_sessions() as session:
+        async with _closing(self._write_sessions()) as session:
             yield session
 
     async def ping(self) -> None:

@@ -8,7 +8,6 @@ validation error.
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,11 +15,11 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from models.enums import CommentKind, CommentStatus, Decision
+from models.enums import CommentStatus, Decision
 from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
 from services import reviews
 from services.errors import DomainError, InvalidInput, NotFound
-from services.web import csrf
+from services.web import csrf, review_view
 from services.web.deps import (
     Client,
     FormText,
@@ -131,6 +130,7 @@ async def _render(
     kept = []
     if form and not (refill and _form_shown(page, form)):
         kept = [(FIELD_LABELS[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()]
+    grouped = review_view.comments_by_section(page.sections, page.comments)
     return csrf.render(
         request,
         templates,
@@ -140,12 +140,17 @@ async def _render(
             "page": page,
             "token": token,
             # Each form it is called for gets its own: the same form sent twice is recorded once.
-            "new_submission_id": lambda: uuid.uuid4().hex,
+            "new_submission_id": review_view.new_submission_id,
             "notice": notice if status_code == 200 else None,
             "error": error,
             "form": form if refill else {},
             "kept": kept,
-            "comment_kinds": list(CommentKind),
+            "comments_by_section": grouped,
+            "active_counts": review_view.active_counts(grouped),
+            "typed": review_view.CommentFields.typed(form if refill else {}),
+            "blank": review_view.BLANK,
+            "paragraph_options": review_view.paragraph_options,
+            "kind_options": review_view.kind_options,
             "decisions": list(Decision),
         },
         status_code=status_code,
