@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+import weakref
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,6 +68,29 @@ async def append(
         events=[NewEvent(action=action, actor=actor, round_id=round_id, task_id=task_id, data=data or {})],
     )
     return event
+
+
+_chain_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+@asynccontextmanager
+async def chain_turn(session: AsyncSession) -> AsyncIterator[None]:
+    """Wait for this process's turn at the chain head, then append and commit inside the block.
+
+    On PostgreSQL every writer locks the head row. Dozens of transactions of one process queued on that
+    row lock took turns slowly (each release wakes the queue) and each held a pooled connection the while;
+    queued here instead (first come, first served), a process has at most one transaction at the row.
+    Only for use cases that lock nothing else after the head: a transaction that waits here must not hold
+    a row that the one at the head goes on to lock. SQLite's write lock already serialises writers."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    turn = _chain_turns.get(loop)
+    if turn is None:
+        turn = _chain_turns[loop] = asyncio.Lock()
+    async with turn:
+        yield
 
 
 async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[AuditEvent]:

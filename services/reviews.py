@@ -390,15 +390,16 @@ async def add_comment(
     )
     session.add(comment)
     await session.flush()
-    await audit.append(
-        session,
-        actor=context.actor,
-        action="comment.added",
-        round_id=context.round.id,
-        task_id=context.task.id,
-        data={**_comment_data(comment, section), "ip": client.ip},
-    )
-    await session.commit()
+    async with audit.chain_turn(session):
+        await audit.append(
+            session,
+            actor=context.actor,
+            action="comment.added",
+            round_id=context.round.id,
+            task_id=context.task.id,
+            data={**_comment_data(comment, section), "ip": client.ip},
+        )
+        await session.commit()
     return _comment_view(comment, {section.id: section.number})
 
 
@@ -430,20 +431,21 @@ async def edit_comment(
     comment.revision += 1
     comment.updated_at = utcnow()
     session.add(comment)
-    await audit.append(
-        session,
-        actor=context.actor,
-        action="comment.edited",
-        round_id=context.round.id,
-        task_id=context.task.id,
-        data={
-            "before": before,
-            "after": _comment_data(comment, section),
-            "revision": comment.revision,
-            "ip": client.ip,
-        },
-    )
-    await session.commit()
+    async with audit.chain_turn(session):
+        await audit.append(
+            session,
+            actor=context.actor,
+            action="comment.edited",
+            round_id=context.round.id,
+            task_id=context.task.id,
+            data={
+                "before": before,
+                "after": _comment_data(comment, section),
+                "revision": comment.revision,
+                "ip": client.ip,
+            },
+        )
+        await session.commit()
     return _comment_view(comment, {section.id: section.number})
 
 
@@ -455,15 +457,16 @@ async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int
     comment.status = CommentStatus.withdrawn
     comment.updated_at = utcnow()
     session.add(comment)
-    await audit.append(
-        session,
-        actor=context.actor,
-        action="comment.withdrawn",
-        round_id=context.round.id,
-        task_id=context.task.id,
-        data={"comment_id": comment.id, "ip": client.ip},
-    )
-    await session.commit()
+    async with audit.chain_turn(session):
+        await audit.append(
+            session,
+            actor=context.actor,
+            action="comment.withdrawn",
+            round_id=context.round.id,
+            task_id=context.task.id,
+            data={"comment_id": comment.id, "ip": client.ip},
+        )
+        await session.commit()
 
 
 @dataclass(frozen=True)
@@ -512,48 +515,49 @@ async def sign_off(
     sections = draft.assigned(context.task.section_ids)
     reviewed = [{"number": s.number, "heading": s.heading, "sha256": s.sha256} for s in sections]
     user_agent = (client.user_agent or "")[:500] or None
-    event = await audit.append(
-        session,
-        actor=context.actor,
-        action="signoff.recorded",
-        round_id=context.round.id,
-        task_id=context.task.id,
-        data={
-            "organisation": context.organisation.key,
-            "decision": str(data.decision),
-            "statement": data.statement,
-            "signer_name": data.signer_name,
-            "signer_title": data.signer_title,
-            "signer_email": context.link.email,
-            "link_id": context.link.id,
-            "sections": reviewed,
-            "comments": len(active_comments),
-            "ip": client.ip,
-            "user_agent": user_agent,
-        },
-    )
-    record = SignOff(
-        **data.model_dump(exclude={"submission_id"}),
-        submission_id=data.submission_id,
-        task_id=context.task.id or 0,
-        round_id=context.round.id or 0,
-        link_id=context.link.id,
-        signer_email=context.link.email,
-        sections=reviewed,
-        signed_at=event.at,
-        ip=client.ip,
-        user_agent=user_agent,
-        audit_seq=event.seq,
-    )
-    session.add(record)
-    context.task.status = TaskStatus.signed_off
-    context.task.decision = data.decision
-    context.task.completed_at = event.at
-    session.add(context.task)
-    # Counted while holding the audit chain head, which every sign-off takes: a sign-off committed
-    # before this one is seen, one committed after sees this one, so the last one always knows.
-    others_left = await rounds.any_unsettled_task(
-        session, round_id=context.round.id or 0, excluding_task_id=context.task.id
-    )
-    await session.commit()
+    async with audit.chain_turn(session):
+        event = await audit.append(
+            session,
+            actor=context.actor,
+            action="signoff.recorded",
+            round_id=context.round.id,
+            task_id=context.task.id,
+            data={
+                "organisation": context.organisation.key,
+                "decision": str(data.decision),
+                "statement": data.statement,
+                "signer_name": data.signer_name,
+                "signer_title": data.signer_title,
+                "signer_email": context.link.email,
+                "link_id": context.link.id,
+                "sections": reviewed,
+                "comments": len(active_comments),
+                "ip": client.ip,
+                "user_agent": user_agent,
+            },
+        )
+        record = SignOff(
+            **data.model_dump(exclude={"submission_id"}),
+            submission_id=data.submission_id,
+            task_id=context.task.id or 0,
+            round_id=context.round.id or 0,
+            link_id=context.link.id,
+            signer_email=context.link.email,
+            sections=reviewed,
+            signed_at=event.at,
+            ip=client.ip,
+            user_agent=user_agent,
+            audit_seq=event.seq,
+        )
+        session.add(record)
+        context.task.status = TaskStatus.signed_off
+        context.task.decision = data.decision
+        context.task.completed_at = event.at
+        session.add(context.task)
+        # Counted while holding the audit chain head, which every sign-off takes: a sign-off committed
+        # before this one is seen, one committed after sees this one, so the last one always knows.
+        others_left = await rounds.any_unsettled_task(
+            session, round_id=context.round.id or 0, excluding_task_id=context.task.id
+        )
+        await session.commit()
     return SignOffOutcome(SignOffRead.of(record, context.organisation), round_settled=not others_left)
