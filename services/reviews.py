@@ -323,6 +323,22 @@ def _comment_view(comment: Comment, numbers: dict[int | None, str]) -> CommentVi
     )
 
 
+async def _commit_with_event(
+    session: AsyncSession, context: LinkContext, action: str, data: dict[str, Any]
+) -> None:
+    """Record the focal point's action on the audit trail and commit it with the change it records."""
+    async with audit.chain_turn(session):
+        await audit.append(
+            session,
+            actor=context.actor,
+            action=action,
+            round_id=context.round.id,
+            task_id=context.task.id,
+            data=data,
+        )
+        await session.commit()
+
+
 def _ensure_writable(context: LinkContext) -> None:
     state = state_of(context, utcnow())
     if state == ReviewState.closed:
@@ -390,16 +406,9 @@ async def add_comment(
     )
     session.add(comment)
     await session.flush()
-    async with audit.chain_turn(session):
-        await audit.append(
-            session,
-            actor=context.actor,
-            action="comment.added",
-            round_id=context.round.id,
-            task_id=context.task.id,
-            data={**_comment_data(comment, section), "ip": client.ip},
-        )
-        await session.commit()
+    await _commit_with_event(
+        session, context, "comment.added", {**_comment_data(comment, section), "ip": client.ip}
+    )
     return _comment_view(comment, {section.id: section.number})
 
 
@@ -431,21 +440,17 @@ async def edit_comment(
     comment.revision += 1
     comment.updated_at = utcnow()
     session.add(comment)
-    async with audit.chain_turn(session):
-        await audit.append(
-            session,
-            actor=context.actor,
-            action="comment.edited",
-            round_id=context.round.id,
-            task_id=context.task.id,
-            data={
-                "before": before,
-                "after": _comment_data(comment, section),
-                "revision": comment.revision,
-                "ip": client.ip,
-            },
-        )
-        await session.commit()
+    await _commit_with_event(
+        session,
+        context,
+        "comment.edited",
+        {
+            "before": before,
+            "after": _comment_data(comment, section),
+            "revision": comment.revision,
+            "ip": client.ip,
+        },
+    )
     return _comment_view(comment, {section.id: section.number})
 
 
@@ -457,16 +462,9 @@ async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int
     comment.status = CommentStatus.withdrawn
     comment.updated_at = utcnow()
     session.add(comment)
-    async with audit.chain_turn(session):
-        await audit.append(
-            session,
-            actor=context.actor,
-            action="comment.withdrawn",
-            round_id=context.round.id,
-            task_id=context.task.id,
-            data={"comment_id": comment.id, "ip": client.ip},
-        )
-        await session.commit()
+    await _commit_with_event(
+        session, context, "comment.withdrawn", {"comment_id": comment.id, "ip": client.ip}
+    )
 
 
 @dataclass(frozen=True)
