@@ -36,7 +36,6 @@ from models.types import utcnow
 EXPORT_BATCH = 2_000
 AUDIT_EVENTS: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 AUDIT_CHAIN_HEAD: Table = AuditChainHead.__table__  # type: ignore[attr-defined]
-AUDIT_EVENT_COLUMNS = tuple(column.name for column in AUDIT_EVENTS.columns)
 _LOCK_CHAIN_HEAD = (
     sa.select(AUDIT_CHAIN_HEAD.c.seq, AUDIT_CHAIN_HEAD.c.hash)
     .where(AUDIT_CHAIN_HEAD.c.id == 1)
@@ -61,7 +60,7 @@ async def append(
     round_id: int | None = None,
     task_id: int | None = None,
     data: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> ChainedEvent:
     """Chain one event onto the trail. The caller commits, so the event lands with the change it records."""
     (event,) = await append_many(
         session,
@@ -93,13 +92,22 @@ async def chain_turn(session: AsyncSession) -> AsyncIterator[None]:
         yield
 
 
-async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[AuditEvent]:
+@dataclass(frozen=True)
+class ChainedEvent:
+    """Where an appended event landed on the chain: what a record citing it (a sign-off) keeps."""
+
+    seq: int
+    at: datetime
+    hash: str
+
+
+async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[ChainedEvent]:
     """Chain several events under one lock of the chain head. Call it last in a transaction: the head
     row is the one lock every writer shares, so it must be held for as short a time as possible.
 
     The rows are written with plain INSERT and UPDATE statements rather than through the unit of work:
     this runs inside every write transaction, and the ORM's bookkeeping for objects nobody reads back
-    was a tenth of a sign-off. The returned events are not attached to the session."""
+    was a tenth of a sign-off, and so are no model objects built for them."""
     if not events:
         return []
     # Objects the caller added but did not flush yet go first, as the ORM's autoflush did: the rows
@@ -108,7 +116,7 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
     connection = await session.connection()
     head_seq, head_hash = (await connection.execute(_LOCK_CHAIN_HEAD)).one()
     at = utcnow()
-    written = []
+    rows = []
     for new in events:
         seq = head_seq + 1
         document = event_document(
@@ -122,38 +130,34 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
             prev_hash=head_hash,
         )
         digest = event_hash(document)
-        written.append(
-            AuditEvent(
-                seq=seq,
-                at=at,
-                actor_kind=new.actor.kind,
-                actor_id=new.actor.id,
-                actor_email=new.actor.email,
-                action=new.action,
-                round_id=new.round_id,
-                task_id=new.task_id,
-                data=new.data,
-                prev_hash=head_hash,
-                hash=digest,
-            )
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "actor_kind": new.actor.kind,
+                "actor_id": new.actor.id,
+                "actor_email": new.actor.email,
+                "action": new.action,
+                "round_id": new.round_id,
+                "task_id": new.task_id,
+                "data": new.data,
+                "prev_hash": head_hash,
+                "hash": digest,
+            }
         )
         head_seq, head_hash = seq, digest
     move_head = (
         update(AUDIT_CHAIN_HEAD).where(AUDIT_CHAIN_HEAD.c.id == 1).values(seq=head_seq, hash=head_hash)
     )
-    if len(written) == 1 and connection.dialect.name == "postgresql":
+    if len(rows) == 1 and connection.dialect.name == "postgresql":
         # One statement for both: every round trip made while holding the head is one more that every
         # other writer waits for. (SQLite cannot put an UPDATE in a WITH, and holds nothing across
         # round trips: its statements run in process.)
-        await connection.execute(insert(AUDIT_EVENTS).values(_row(written[0])).add_cte(move_head.cte()))
+        await connection.execute(insert(AUDIT_EVENTS).values(rows[0]).add_cte(move_head.cte()))
     else:
-        await connection.execute(insert(AUDIT_EVENTS), [_row(event) for event in written])
+        await connection.execute(insert(AUDIT_EVENTS), rows)
         await connection.execute(move_head)
-    return written
-
-
-def _row(event: AuditEvent) -> dict[str, Any]:
-    return {column: getattr(event, column) for column in AUDIT_EVENT_COLUMNS}
+    return [ChainedEvent(seq=row["seq"], at=at, hash=row["hash"]) for row in rows]
 
 
 def to_read(event: AuditEvent) -> AuditEventRead:

@@ -75,7 +75,7 @@ def _sqlite_engine(
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=120,
-        async_creator=sqlite_driver.connector(url.database or ":memory:", commit_in_thread=for_writes),
+        async_creator=sqlite_driver.connector(url.database or ":memory:"),
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -3,12 +3,13 @@
 SQLAlchemy's aiosqlite driver sends every statement, fetch and cursor close to a thread of its own and
 waits for the answer on the event loop. Our statements are indexed lookups and small inserts on a local
 file: they take microseconds, the hop around them a hundred or more, and under load a dozen such threads
-wrestled the event loop for the interpreter lock, so requests waited in long tails. Here statements run
-where they are awaited, on the loop thread. Only what can wait on the disk leaves it: a write
-transaction's COMMIT (an fsync) runs in a thread, so the loop serves other requests meanwhile.
+wrestled the event loop for the interpreter lock. Here they run where they are awaited, on the loop thread.
 
-Nothing else may block: writers queue on the advisory lock in services/db.py (taken in a thread) before
-BEGIN IMMEDIATE, and in WAL mode readers never wait for writers.
+The COMMIT too, fsync included (a quarter of a millisecond on the benchmark machine). In a thread it let
+the loop serve others meanwhile, but a writer holds the database's one write lock until its commit has
+returned to it, and under load the loop took milliseconds to come back: every writer in every process
+waited that long for each one before it. Nothing else may block: writers queue on the advisory lock in
+services/db.py (in a thread) before BEGIN IMMEDIATE, and in WAL mode readers never wait for writers.
 
 The objects here are what SQLAlchemy's aiosqlite adapter expects of an aiosqlite connection and cursor
 (it is given them through `async_creator`), with the same sqlite3 objects underneath.
@@ -16,7 +17,6 @@ The objects here are what SQLAlchemy's aiosqlite adapter expects of an aiosqlite
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -85,11 +85,8 @@ class InlineCursor:
 
 
 class InlineConnection:
-    """One sqlite3 connection. `commit_in_thread` for a connection that writes: its COMMIT syncs to disk."""
-
-    def __init__(self, connection: sqlite3.Connection, *, commit_in_thread: bool) -> None:
+    def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection: sqlite3.Connection | None = connection
-        self._commit_in_thread = commit_in_thread
 
     def _open(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -107,11 +104,7 @@ class InlineConnection:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
-        connection = self._open()
-        if self._commit_in_thread and connection.in_transaction:
-            await asyncio.to_thread(connection.commit)
-        else:
-            connection.commit()
+        self._open().commit()
 
     async def rollback(self) -> None:
         self._open().rollback()
@@ -128,7 +121,7 @@ class InlineConnection:
             connection.close()
 
 
-def connector(database: str, *, commit_in_thread: bool) -> Any:
+def connector(database: str) -> Any:
     """The `async_creator` for create_async_engine. Transactions are begun explicitly (BEGIN or
     BEGIN IMMEDIATE, see services/db.py), so the sqlite3 module must not begin any itself."""
 
@@ -136,6 +129,6 @@ def connector(database: str, *, commit_in_thread: bool) -> Any:
         connection = sqlite3.connect(
             database, isolation_level=None, check_same_thread=False, uri=database.startswith("file:")
         )
-        return InlineConnection(connection, commit_in_thread=commit_in_thread)
+        return InlineConnection(connection)
 
     return connect
