@@ -112,6 +112,9 @@ async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
                     deadline = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=LEAD + 1)
                     await set_deadline(url, round_id, deadline)
                     handle = await scheduler.start_round(round_id)
+                    # The worker schedules open rounds when it starts, so this one's scheduler may have
+                    # planned already, from the deadline as it was before: it re-plans when woken.
+                    await scheduler.wake(round_id)
 
                     async def phase() -> str:
                         return str(await handle.query("phase"))
