@@ -1,0 +1,67 @@
+"""The SQLite engines: statements run in process, and a session gives its connection back at once.
+
+Under load, each time a request gave up the event loop while holding a pooled connection, requests that had
+just arrived could take the connection ahead of those queued for it; some waited seconds (see
+services/db.py and services/sqlite_driver.py). A read or a write on SQLite must therefore run to its end
+without yielding, from opening the session to closing it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from models.audit import Actor, AuditEvent
+from models.enums import ActorKind
+from services import audit
+from services.db import Database
+
+ACTOR = Actor(kind=ActorKind.system, id="test-db")
+
+
+def completes_without_yielding(coroutine: Coroutine[Any, Any, Any]) -> bool:
+    """Step the coroutine once: True if it finished without waiting for the event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return True
+    coroutine.close()
+    return False
+
+
+async def count_events(db: Database) -> int:
+    async with db.session() as session:
+        return (await session.exec(select(func.count()).select_from(AuditEvent))).one()
+
+
+async def record_event(db: Database) -> None:
+    async with db.write_session() as session:
+        await audit.append(session, actor=ACTOR, action="test.recorded")
+        await session.commit()
+
+
+async def test_sqlite_reads_and_writes_run_to_their_end_without_yielding(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "roundtable.db"
+    shutil.copyfile(sqlite_template, target)
+    db = Database(f"sqlite:///{target}")
+    try:
+        await count_events(db)  # connections opened and the statements compiled once, as in a server
+        await record_event(db)
+
+        assert completes_without_yielding(count_events(db))
+        assert completes_without_yielding(record_event(db))
+        assert db.engine.pool.checkedout() == 0
+        assert db.write_engine.pool.checkedout() == 0
+        assert await count_events(db) == 2
+        async with db.session() as session:
+            lines = [line async for line in audit.export_lines(session)]
+        assert audit.verify_lines(lines).ok
+    finally:
+        await db.dispose()
