@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Table, insert, update
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -107,14 +108,19 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
 
     The rows are written with plain INSERT and UPDATE statements rather than through the unit of work:
     this runs inside every write transaction, and the ORM's bookkeeping for objects nobody reads back
-    was a tenth of a sign-off, and so are no model objects built for them."""
+    was a tenth of a sign-off, and so are no model objects built for them. They run in one call into
+    the synchronous session: each awaited statement of the async API costs a greenlet of its own."""
     if not events:
         return []
+    return await session.run_sync(_append_many, events)
+
+
+def _append_many(session: Session, events: list[NewEvent]) -> list[ChainedEvent]:
     # Objects the caller added but did not flush yet go first, as the ORM's autoflush did: the rows
     # below are written on the connection, beneath the session.
-    await session.flush()
-    connection = await session.connection()
-    head_seq, head_hash = (await connection.execute(_LOCK_CHAIN_HEAD)).one()
+    session.flush()
+    connection = session.connection()
+    head_seq, head_hash = connection.execute(_LOCK_CHAIN_HEAD).one()
     at = utcnow()
     rows = []
     for new in events:
@@ -153,10 +159,10 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
         # One statement for both: every round trip made while holding the head is one more that every
         # other writer waits for. (SQLite cannot put an UPDATE in a WITH, and holds nothing across
         # round trips: its statements run in process.)
-        await connection.execute(insert(AUDIT_EVENTS).values(rows[0]).add_cte(move_head.cte()))
+        connection.execute(insert(AUDIT_EVENTS).values(rows[0]).add_cte(move_head.cte()))
     else:
-        await connection.execute(insert(AUDIT_EVENTS), rows)
-        await connection.execute(move_head)
+        connection.execute(insert(AUDIT_EVENTS), rows)
+        connection.execute(move_head)
     return [ChainedEvent(seq=row["seq"], at=at, hash=row["hash"]) for row in rows]
 
 

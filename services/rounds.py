@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, insert, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -365,11 +365,21 @@ async def any_unsettled_task(
     session: AsyncSession, *, round_id: int, excluding_task_id: int | None = None
 ) -> bool:
     """Whether a task of the round (other than the one excluded) still waits for a sign-off. Asked on
-    every sign-off while the write lock is held, so it stops at the first one instead of counting."""
-    query = select(ReviewTask.id).where(_unsettled_tasks(round_id))
-    if excluding_task_id is not None:
-        query = query.where(ReviewTask.id != excluding_task_id)
-    return (await session.exec(query.limit(1))).first() is not None
+    every sign-off while the write lock is held, so it stops at the first one instead of counting, and
+    its statement is built once."""
+    params = {"round_id": round_id, "excluded": excluding_task_id or 0}
+    return (await session.exec(_ANY_UNSETTLED_TASK, params=params)).first() is not None
+
+
+_ANY_UNSETTLED_TASK = (
+    select(ReviewTask.id)
+    .where(
+        col(ReviewTask.round_id) == bindparam("round_id"),
+        col(ReviewTask.status).in_(UNSETTLED_STATUSES),
+        col(ReviewTask.id) != bindparam("excluded"),  # ids start at 1: 0 excludes none
+    )
+    .limit(1)
+)
 
 
 @transactional
