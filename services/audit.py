@@ -106,10 +106,10 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
     """Chain several events under one lock of the chain head. Call it last in a transaction: the head
     row is the one lock every writer shares, so it must be held for as short a time as possible.
 
-    The rows are written with plain INSERT and UPDATE statements rather than through the unit of work:
-    this runs inside every write transaction, and the ORM's bookkeeping for objects nobody reads back
-    was a tenth of a sign-off, and so are no model objects built for them. They run in one call into
-    the synchronous session: each awaited statement of the async API costs a greenlet of its own."""
+    The rows are written with plain INSERT and UPDATE statements, without model objects or the unit of
+    work: this runs inside every write transaction, and the ORM's bookkeeping for objects nobody reads
+    back was a tenth of a sign-off. The statements run in one call into the synchronous session, as
+    each awaited statement of the async API costs a greenlet of its own."""
     if not events:
         return []
     return await session.run_sync(_append_many, events)

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, insert, update
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, case, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -352,7 +352,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     )
 
 
-def _unsettled_tasks(round_id: int) -> ColumnElement[bool]:
+def _unsettled_tasks(round_id: int | BindParameter[int]) -> ColumnElement[bool]:
     return and_(col(ReviewTask.round_id) == round_id, col(ReviewTask.status).in_(UNSETTLED_STATUSES))
 
 
@@ -374,8 +374,7 @@ async def any_unsettled_task(
 _ANY_UNSETTLED_TASK = (
     select(ReviewTask.id)
     .where(
-        col(ReviewTask.round_id) == bindparam("round_id"),
-        col(ReviewTask.status).in_(UNSETTLED_STATUSES),
+        _unsettled_tasks(bindparam("round_id")),
         col(ReviewTask.id) != bindparam("excluded"),  # ids start at 1: 0 excludes none
     )
     .limit(1)

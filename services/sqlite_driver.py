@@ -31,9 +31,6 @@ class InlineCursor:
     async def __aenter__(self) -> InlineCursor:
         return self
 
-    async def __aexit__(self, *_exc: object) -> None:
-        self._cursor.close()
-
     @property
     def description(self) -> Any:
         return self._cursor.description
@@ -99,9 +96,6 @@ class InlineConnection:
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._open().cursor())
-
-    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
         self._open().commit()

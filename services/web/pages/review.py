@@ -131,6 +131,7 @@ async def _render(
     if form and not (refill and _form_shown(page, form)):
         kept = [(FIELD_LABELS[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()]
     grouped = review_view.comments_by_section(page.sections, page.comments)
+    refilled = form if refill else {}
     return csrf.render(
         request,
         templates,
@@ -143,11 +144,11 @@ async def _render(
             "new_submission_id": review_view.new_submission_id,
             "notice": notice if status_code == 200 else None,
             "error": error,
-            "form": form if refill else {},
+            "form": refilled,
             "kept": kept,
             "comments_by_section": grouped,
             "active_counts": review_view.active_counts(grouped),
-            "typed": review_view.CommentFields.typed(form if refill else {}),
+            "typed": review_view.CommentFields.typed(refilled),
             "blank": review_view.BLANK,
             "paragraph_options": review_view.paragraph_options,
             "kind_options": review_view.kind_options,
