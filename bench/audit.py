@@ -4,7 +4,7 @@ For each backend the trail is filled to N events of the shapes the service write
 outreach batches, comment.added and signoff.recorded from the review page). Appending a million events
 through the ORM would take most of the time budget, so the bulk of the trail is inserted with the raw
 driver from the very same hash chain (models.audit.event_document/event_hash, which `verify` checks), and
-a measured sample is appended through `services.audit.append_many` on top of it: one event per write
+a measured sample is appended through `services.audit.trail.append_many` on top of it: one event per write
 transaction, and batches of the outreach batch size. Then the whole chain is exported (the CLI's
 `audit export`, i.e. `export_lines` to a file, and `GET /api/v1/audit/export` from the web app under
 uvicorn), with the peak RSS of the exporting process, and the export is verified (`verify_lines` in
@@ -268,7 +268,7 @@ async def bulk_fill(url: str, chain: FillChain, *, sqlite: bool) -> float:
 async def service_appends(url: str, *, first: int, size: Sizes) -> tuple[float, float]:
     """Events/s through append_many in write transactions: one event per transaction (a sign-off, a
     comment), and outreach-sized batches. Returns (single, batched)."""
-    from services import audit
+    from services.audit import trail
     from services.db import Database
 
     db = Database(url)
@@ -278,7 +278,7 @@ async def service_appends(url: str, *, first: int, size: Sizes) -> tuple[float, 
         for _ in range(size.single_transactions):
             actor, action, round_id, task_id, data = event_shape(number)
             async with db.write_session() as session:
-                await audit.append(
+                await trail.append(
                     session, actor=actor, action=action, round_id=round_id, task_id=task_id, data=data
                 )
                 await session.commit()
@@ -290,7 +290,7 @@ async def service_appends(url: str, *, first: int, size: Sizes) -> tuple[float, 
             events = [as_new_event(number + offset) for offset in range(OUTREACH_BATCH)]
             number += OUTREACH_BATCH
             async with db.write_session() as session:
-                await audit.append_many(session, events=events)
+                await trail.append_many(session, events=events)
                 await session.commit()
         batched = size.batched_events / (time.perf_counter() - started)
         return single, batched
@@ -299,7 +299,7 @@ async def service_appends(url: str, *, first: int, size: Sizes) -> tuple[float, 
 
 
 def as_new_event(number: int) -> Any:
-    from services.audit import NewEvent
+    from services.audit.trail import NewEvent
 
     actor, action, round_id, task_id, data = event_shape(number)
     return NewEvent(action=action, actor=actor, round_id=round_id, task_id=task_id, data=data)
@@ -322,13 +322,13 @@ async def auditor_token(url: str) -> str:
 
 
 async def chain_head(url: str) -> tuple[int, str]:
-    from services import audit
+    from services.audit import browse
     from services.db import Database
 
     db = Database(url)
     try:
         async with db.session() as session:
-            head = await audit.chain_head(session)
+            head = await browse.chain_head(session)
             return head.seq, head.hash
     finally:
         await db.dispose()
@@ -412,7 +412,7 @@ async def bare_read(url: str, target: Path, *, sqlite: bool) -> float:
 
 
 def verify_in_process(path: Path, head: tuple[int, str]) -> float:
-    from services.audit import verify_lines
+    from services.audit.verify import verify_lines
 
     started = time.perf_counter()
     with path.open("rb") as lines:
@@ -454,7 +454,7 @@ async def bench_backend(
             print(f"-- {backend}: bulk fill of {chain.count:,} events (raw driver, same hash chain)")
             inserting = await bulk_fill(url, chain, sqlite=sqlite)
             bare_insert = chain.count / inserting
-            print(f"-- {backend}: appends through services.audit.append_many")
+            print(f"-- {backend}: appends through services.audit.trail.append_many")
             single, batched = await service_appends(url, first=chain.count + 1, size=size)
             token = await auditor_token(url)
             head = await chain_head(url)
@@ -637,7 +637,8 @@ async def main() -> None:
         fill_chain_seconds=round(chain.seconds, 2),
         method=(
             "the trail is filled with the raw driver from the service's own hash chain (event_document, "
-            "event_hash), then a sample is appended through services.audit.append_many; rates of single "
+            "event_hash), then a sample is appended through services.audit.trail.append_many; rates of "
+            "single "
             "figures that take the whole trail (export, verify command) are one run, the in-process verify "
             "and its baseline are the median of --runs; the command figures include interpreter start-up"
         ),

@@ -8,7 +8,6 @@ shared 2-core machine mean little; the figures that matter are the ratios.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import csv
 import io
@@ -16,16 +15,13 @@ import json
 import os
 import platform
 import secrets
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,13 +31,15 @@ import asyncpg
 import psutil
 from sqlalchemy.engine import make_url
 
+from services.cli import processes
+from services.cli.processes import Child, roundtable_command, temporal_dev_server_command, wait_until
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 FIXTURES = REPO / "tests" / "fixtures"
 REGISTRY_CSV = FIXTURES / "stakeholders-albania.csv"
 DRAFT_MD = FIXTURES / "draft-migration-governance-strategy.md"
 PYTHON = sys.executable
-TEMPORAL_CLI = Path(sys.executable).with_name("temporal")
 POSTGRES_URL = os.environ.get(
     "ROUNDTABLE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -241,45 +239,9 @@ class PeakRss:
         return self.peaks.get(name, 0) / 2**20
 
 
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 def spawn(name: str, command: list[str], *, workdir: Path, env: dict[str, str] | None = None) -> Child:
-    log = workdir / f"{name}.log"
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            cwd=REPO,
-            env={**os.environ, **(env or {})},
-        )
-    return Child(name=name, process=process, log=log)
+    """A child process run from the repository, its output in `workdir/name.log`."""
+    return processes.spawn(name, command, log_dir=workdir, env=env, cwd=REPO)
 
 
 @contextlib.contextmanager
@@ -288,40 +250,8 @@ def workdir(prefix: str) -> Iterator[Path]:
         yield Path(path)
 
 
-async def wait_until(
-    probe: Callable[[], Awaitable[T]],
-    accept: Callable[[T], bool],
-    *,
-    timeout: float,
-    every: float = 0.02,
-    what: str = "condition",
-    children: Sequence[Child] = (),
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        for child in children:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} stopped while waiting for {what}:\n{child.tail()}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached after {timeout:.0f} s (last: {value!r})")
-        await asyncio.sleep(every)
-
-
 async def wait_for_port(port: int, *, child: Child, timeout: float = 60) -> None:
-    async def connects() -> bool:
-        try:
-            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        writer.close()
-        return True
-
-    await wait_until(
-        connects, bool, timeout=timeout, every=0.1, what=f"{child.name} listening", children=[child]
-    )
+    await processes.wait_for_port("127.0.0.1", port, child=child, timeout=timeout)
 
 
 # --- the real parts ---------------------------------------------------------------------------------
@@ -386,20 +316,7 @@ async def temporal_dev_server(directory: Path) -> AsyncIterator[tuple[str, Child
     port = free_port()
     child = spawn(
         "temporal",
-        [
-            str(TEMPORAL_CLI),
-            "server",
-            "start-dev",
-            "--headless",
-            "--db-filename",
-            str(directory / "temporal.db"),
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "error",
-        ],
+        temporal_dev_server_command(db_file=directory / "temporal.db", port=port, log_level="error"),
         workdir=directory,
     )
     try:
@@ -504,7 +421,7 @@ def bench_settings(env: dict[str, str]) -> Any:
 
 
 def start_worker(directory: Path, env: dict[str, str], name: str = "worker") -> Child:
-    return spawn(name, [PYTHON, "-m", "services.cli", "worker"], workdir=directory, env=env)
+    return spawn(name, roundtable_command("worker"), workdir=directory, env=env)
 
 
 def start_uvicorn(
@@ -672,7 +589,7 @@ async def launch_and_open(database_url: str, *, round_id: int) -> None:
     """Launch the round and issue its links through the services, as its scheduler would open it."""
     from models.audit import Actor
     from models.enums import ActorKind
-    from services import rounds
+    from services import rounds, scheduling
     from services.db import Database
 
     db = Database(database_url)
@@ -682,7 +599,7 @@ async def launch_and_open(database_url: str, *, round_id: int) -> None:
                 session, round_id=round_id, actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
             )
         async with db.write_session() as session:
-            await rounds.open_round(session, round_id=round_id)
+            await scheduling.open_round(session, round_id=round_id)
     finally:
         await db.dispose()
 

@@ -164,7 +164,7 @@ async def counts(url: str, round_id: int) -> dict[str, Any]:
     from models.enums import TaskStatus
     from models.reviews import Comment, SignOff
     from models.rounds import ReviewTask
-    from services import audit
+    from services.audit import browse, verify
     from services.db import Database
 
     db = Database(url)
@@ -200,8 +200,8 @@ async def counts(url: str, round_id: int) -> dict[str, Any]:
                     .where(AuditEvent.action == "signoff.recorded")
                 ),
             }
-            lines = [line async for line in audit.export_lines(session)]
-        verified = audit.verify_lines(lines)
+            lines = [line async for line in browse.export_lines(session)]
+        verified = verify.verify_lines(lines)
         found["audit"] = verified.describe()
         found["audit_ok"] = verified.ok
         found["audit_events"] = verified.events

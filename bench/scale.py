@@ -85,7 +85,7 @@ async def _sign_off_everyone(
     scale, within the time `make bench` has.) Returns (signed, problems, latencies)."""
     from models.enums import Decision
     from models.reviews import SignOffCreate
-    from services import reviews
+    from services import links, reviews
 
     queue: asyncio.Queue[str] = asyncio.Queue()
     for token in tokens:
@@ -93,7 +93,7 @@ async def _sign_off_everyone(
     ok = 0
     problems: list[str] = []
     latencies: list[float] = []
-    client = reviews.ClientInfo(ip="127.0.0.1", user_agent="bench/scale")
+    client = links.ClientInfo(ip="127.0.0.1", user_agent="bench/scale")
 
     async def focal_point() -> None:
         nonlocal ok

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import PureWindowsPath
+from weakref import WeakKeyDictionary
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import defer
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,9 +24,10 @@ from models.documents import (
     SectionRead,
 )
 from models.enums import ActorKind, DraftFormat
-from services import audit
+from services.audit import trail
 from services.db import transactional
 from services.drafts import ParsedDraft, parse_docx, parse_markdown
+from services.drafts.rendering import render_markdown_html, render_section_html
 from services.errors import InvalidInput, NotFound, PayloadTooLarge
 from services.text import decode_utf8
 
@@ -60,7 +64,7 @@ async def create_document(
         session, document_id=document.id, number=1, filename=filename, source_format=source_format,
         content=content, draft=draft, actor=actor,
     )  # fmt: skip
-    await audit.append(session, actor=actor, action="document.imported", data=_audit_data(version, filename))
+    await trail.append(session, actor=actor, action="document.imported", data=_audit_data(version, filename))
     (result,) = await _read_documents(session, [document])
     await session.commit()
     return result
@@ -87,7 +91,7 @@ async def add_version(
         session, document_id=document_id, number=(latest or 0) + 1, filename=filename,
         source_format=source_format, content=content, draft=draft, actor=actor,
     )  # fmt: skip
-    await audit.append(
+    await trail.append(
         session, actor=actor, action="document.version_added", data=_audit_data(version, filename)
     )
     (result,) = await _read_documents(session, [document])
@@ -263,3 +267,66 @@ def _version_read(version: DocumentVersion, sections: list[SectionRead]) -> Docu
         created_at=version.created_at,
         sections=sections,
     )
+
+
+@dataclass(frozen=True)
+class SectionView:
+    id: int
+    number: str
+    heading: str
+    sha256: str
+    paragraphs: tuple[str, ...]
+    html: str
+
+
+@dataclass(frozen=True)
+class DraftView:
+    """A draft version as the review pages show it, sections in document order. A version and its
+    sections are never changed once uploaded (a revised draft is a new version), so it is read and
+    rendered once per process and engine rather than on every page and every write."""
+
+    title: str
+    preamble_html: str
+    sections: dict[int, SectionView]
+
+    def assigned(self, section_ids: Iterable[int]) -> list[SectionView]:
+        wanted = set(section_ids)
+        return [section for section_id, section in self.sections.items() if section_id in wanted]
+
+
+_DRAFT_CACHE_SIZE = 64
+
+
+# Keyed by engine: ids are only unique within one database, and a process may use several (the tests).
+_drafts: WeakKeyDictionary[Engine, dict[int, DraftView]] = WeakKeyDictionary()
+
+
+async def draft_view(session: AsyncSession, *, version_id: int) -> DraftView:
+    cache = _drafts.setdefault(session.get_bind().engine, {})
+    cached = cache.get(version_id)
+    if cached is not None:
+        return cached
+    version = await session.get(DocumentVersion, version_id)
+    assert version is not None  # a round's version is a foreign key
+    sections = await session.exec(
+        select(Section).where(Section.document_version_id == version_id).order_by(col(Section.position))
+    )
+    view = DraftView(
+        title=version.title,
+        preamble_html=render_markdown_html(version.preamble) if version.preamble else "",
+        sections={
+            section.id or 0: SectionView(
+                id=section.id or 0,
+                number=section.number,
+                heading=section.heading,
+                sha256=section.sha256,
+                paragraphs=tuple(section.paragraphs),
+                html=render_section_html(section.text),
+            )
+            for section in sections
+        },
+    )
+    if len(cache) >= _DRAFT_CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[version_id] = view
+    return view

@@ -2,23 +2,36 @@
 
 A link is created when its round opens; its token is made when the invitation is sent (so it exists only
 in that email). Sending again, or reissuing, makes a new token and the old one stops working.
+
+Resolving a token gives the link's task, round and organisation, and what the link may do now (its state).
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, bindparam, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import Actor
-from models.enums import ContactRole
-from models.reviews import AccessLink
-from services import audit
+from models.enums import ActorKind, ContactRole, RoundStatus, TaskStatus
+from models.organisations import Organisation
+from models.reviews import (
+    AccessLink,
+    Comment,
+    SignOff,
+)
+from models.rounds import ReviewTask, Round
+from models.types import utcnow
+from services.audit import trail
 from services.db import transactional
-from services.errors import Conflict, NotFound
+from services.errors import Conflict, Forbidden, NotFound
 from services.hashing import new_secret, sha256_hex
 
 token_sha256 = sha256_hex
@@ -80,7 +93,7 @@ async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) ->
         raise Conflict("this review link has been withdrawn; it cannot be given a new token")
     token = issue_token(link)
     session.add(link)
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="link.token_issued",
@@ -90,3 +103,169 @@ async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) ->
     )
     await session.commit()
     return token
+
+
+INVALID_LINK = (
+    "This review link is not valid. Check that the whole link from your invitation email was copied, "
+    "or ask the coordinator for a new one."
+)
+
+
+class ReviewState(StrEnum):
+    open = "open"
+    signed_off = "signed_off"
+    deadline_passed = "deadline_passed"
+    closed = "closed"
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    link: AccessLink
+    task: ReviewTask
+    round: Round
+    organisation: Organisation
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(kind=ActorKind.link, id=self.link.id, email=self.link.email)
+
+
+def state_of(context: LinkContext, now: datetime) -> ReviewState:
+    if context.round.status == RoundStatus.closed:
+        return ReviewState.closed
+    if context.task.status == TaskStatus.signed_off:
+        return ReviewState.signed_off
+    if now >= context.round.deadline:
+        return ReviewState.deadline_passed
+    return ReviewState.open
+
+
+@dataclass(frozen=True)
+class Resolved:
+    context: LinkContext
+    sign_off: SignOff | None = None
+    comment: Comment | None = None
+
+
+async def resolve(
+    session: AsyncSession,
+    *,
+    token: str,
+    lock: bool,
+    with_sign_off: bool = False,
+    submission_id: str | None = None,
+) -> Resolved:
+    """The link, task, round and organisation behind a token, and the task's sign-off (`with_sign_off`)
+    and its comment made by the form `submission_id`, if any. With `lock`, the round row is share-locked
+    and the task row locked for update, in that order (the close takes them in the same order).
+
+    Every statement is a round trip, and in a write one more moment the write lock is held. Without row
+    locks to take (a read, or SQLite, whose BEGIN IMMEDIATE already holds the whole database) it is all
+    one query. With them (PostgreSQL), the link with its round, then the task with its organisation,
+    then the rest: only a statement that starts after the task lock is granted sees what the writer
+    who held it committed."""
+    if not token or len(token) > 100:
+        raise NotFound(INVALID_LINK, error="invalid_link")
+    digest = token_sha256(token)
+    if not lock or session.get_bind().dialect.name == "sqlite":
+        query = _link_query(with_sign_off=with_sign_off, with_comment=submission_id is not None)
+        params = {"token_sha256": digest}
+        if submission_id is not None:
+            params["submission_id"] = submission_id
+        row = (await session.exec(query, params=params)).first()
+        if row is None:
+            raise NotFound(INVALID_LINK, error="invalid_link")
+        link, round_, task, organisation, *extra = row
+        _ensure_not_revoked(link)
+        return Resolved(
+            LinkContext(link=link, task=task, round=round_, organisation=organisation),
+            sign_off=extra.pop(0) if with_sign_off else None,
+            comment=extra.pop(0) if submission_id is not None else None,
+        )
+    link_query = (
+        select(AccessLink, Round)
+        .join(Round, col(Round.id) == AccessLink.round_id)
+        .where(AccessLink.token_sha256 == digest)
+        .with_for_update(of=Round, read=True)
+        .execution_options(populate_existing=True)
+    )
+    found = (await session.exec(link_query)).first()
+    if found is None:
+        raise NotFound(INVALID_LINK, error="invalid_link")
+    link, round_ = found
+    _ensure_not_revoked(link)
+    task_query = (
+        select(ReviewTask, Organisation)
+        .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+        .where(ReviewTask.id == link.task_id)
+        .with_for_update(of=ReviewTask)
+        .execution_options(populate_existing=True)
+    )
+    task, organisation = (await session.exec(task_query)).one()
+    sign_off = comment = None
+    if with_sign_off:
+        sign_off = (await session.exec(select(SignOff).where(SignOff.task_id == task.id))).first()
+    if submission_id is not None:
+        comment = (
+            await session.exec(
+                select(Comment).where(Comment.task_id == task.id, Comment.submission_id == submission_id)
+            )
+        ).first()
+    return Resolved(
+        LinkContext(link=link, task=task, round=round_, organisation=organisation), sign_off, comment
+    )
+
+
+@functools.cache
+def _link_query(*, with_sign_off: bool, with_comment: bool) -> Any:
+    """The one-query form of `_resolve`, built once: building a statement costs more than running it."""
+    query: Any = (
+        select(AccessLink, Round, ReviewTask, Organisation)
+        .join(Round, col(Round.id) == AccessLink.round_id)
+        .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
+        .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+        .where(AccessLink.token_sha256 == bindparam("token_sha256"))
+    )
+    if with_sign_off:
+        query = query.add_columns(SignOff).outerjoin(SignOff, col(SignOff.task_id) == ReviewTask.id)
+    if with_comment:
+        query = query.add_columns(Comment).outerjoin(
+            Comment,
+            (col(Comment.task_id) == ReviewTask.id)
+            & (col(Comment.submission_id) == bindparam("submission_id")),
+        )
+    return query
+
+
+def _ensure_not_revoked(link: AccessLink) -> None:
+    if link.revoked_at is not None:
+        raise Forbidden(
+            "This review link has been withdrawn by the coordinator. Ask them for a new one.",
+            error="link_revoked",
+        )
+
+
+def ensure_writable(context: LinkContext) -> None:
+    state = state_of(context, utcnow())
+    if state == ReviewState.closed:
+        raise Conflict(
+            "This consultation round is closed; comments and sign-offs can no longer be recorded.",
+            error="round_closed",
+        )
+    if state == ReviewState.signed_off:
+        raise Conflict(
+            "Your organisation has already signed off; comments can no longer be added or changed.",
+            error="already_signed_off",
+        )
+    if state == ReviewState.deadline_passed:
+        raise Conflict(
+            "The deadline for this consultation has passed; "
+            "comments and sign-offs can no longer be recorded.",
+            error="deadline_passed",
+        )

@@ -28,7 +28,7 @@ from models.organisations import (
     OrganisationUpdate,
 )
 from models.types import utcnow
-from services import audit
+from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from services.text import decode_utf8
@@ -113,7 +113,7 @@ async def import_csv(session: AsyncSession, *, content: bytes, actor: Actor) -> 
     result = ImportResult(
         created=len(created), updated=len(updated), unchanged=len(records) - len(created) - len(updated)
     )
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="organisations.imported",
@@ -274,7 +274,7 @@ async def create_organisation(
     except IntegrityError as exc:
         await session.rollback()
         raise Conflict(f"An organisation with key '{data.key}' already exists.") from exc
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="organisation.created",
@@ -327,7 +327,7 @@ async def update_organisation(
         return unchanged
     organisation.updated_at = utcnow()
     session.add(organisation)
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="organisation.updated",
@@ -347,7 +347,7 @@ async def archive_organisation(session: AsyncSession, *, key: str, actor: Actor)
         return already
     organisation.archived_at = organisation.updated_at = utcnow()
     session.add(organisation)
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="organisation.archived",

@@ -31,8 +31,9 @@ from models.types import utcnow
 from notifications.message import MESSAGE_ID_DOMAIN, OutgoingEmail, message_id_for
 from notifications.rendering import render_email
 from notifications.smtp import DeliveryResult, EmailSender, SmtpConfig
-from services import audit, links, rounds
-from services.audit import NewEvent
+from services import links, reports, rounds
+from services.audit import trail
+from services.audit.trail import NewEvent
 from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings
@@ -339,7 +340,7 @@ async def _record_invitations(
             task.invited_at = now
             session.add(task)
             events.append(NewEvent("task.invited", SYSTEM_ACTOR, round_id, task.id, {}))
-    await audit.append_many(session, events=events)
+    await trail.append_many(session, events=events)
     await session.commit()
     return outcome
 
@@ -352,7 +353,7 @@ async def send_round_closed_notice(
     async with db.session() as session:
         if (await session.exec(select(SentMessage.id).where(SentMessage.purpose_key == purpose))).first():
             return BatchOutcome()
-        summary = await rounds.closure_summary(session, round_id=round_id)
+        summary = await reports.closure_summary(session, round_id=round_id)
     if summary.coordinator_email is None:
         return BatchOutcome()
     rendered = render_email(
@@ -390,7 +391,7 @@ async def send_round_closed_notice(
                 error=None if result.ok else (result.error or "refused")[:1000],
             )
         )
-        await audit.append(
+        await trail.append(
             session,
             actor=SYSTEM_ACTOR,
             action="email.sent" if result.ok else "email.failed",

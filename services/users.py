@@ -16,7 +16,7 @@ from models.audit import Actor
 from models.enums import ActorKind
 from models.types import utcnow
 from models.users import Credential, CredentialKind, SignInFailure, User, UserCreate, UserRead
-from services import audit
+from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, NotFound, TooManyRequests, Unauthorized
 from services.hashing import new_secret, sha256_hex
@@ -72,7 +72,7 @@ async def create_user(session: AsyncSession, *, data: UserCreate, actor: Actor) 
     assert user.id is not None
     credential, token = _new_credential(user.id, CredentialKind.api, "created with the account")
     session.add(credential)
-    await audit.append(
+    await trail.append(
         session,
         actor=actor,
         action="user.created",
@@ -88,7 +88,7 @@ async def issue_api_token(session: AsyncSession, *, email: str, label: str, acto
     assert user.id is not None
     credential, token = _new_credential(user.id, CredentialKind.api, label)
     session.add(credential)
-    await audit.append(session, actor=actor, action="user.token_issued", data={"user_id": user.id})
+    await trail.append(session, actor=actor, action="user.token_issued", data={"user_id": user.id})
     await session.commit()
     return token
 
@@ -151,7 +151,7 @@ async def sign_in(
     credential, secret = _new_credential(user.id, CredentialKind.console, "console sign-in")
     session.add(credential)
     principal = Principal(user_id=user.id, email=user.email, role=str(user.role))
-    await audit.append(session, actor=principal.actor, action="user.signed_in", data={"user_id": user.id})
+    await trail.append(session, actor=principal.actor, action="user.signed_in", data={"user_id": user.id})
     await session.commit()
     return principal, secret
 
@@ -166,7 +166,7 @@ async def sign_out(session: AsyncSession, *, secret: str) -> None:
     credential.revoked_at = utcnow()
     session.add(credential)
     user = await session.get(User, credential.user_id)
-    await audit.append(
+    await trail.append(
         session,
         actor=Actor(kind=ActorKind.user, id=str(credential.user_id), email=user.email if user else None),
         action="user.signed_out",

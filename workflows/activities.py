@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from notifications.smtp import EmailSender
-from services import outreach, rounds
+from services import outreach, scheduling
 from services.db import Database
 from services.errors import NotFound
 from services.settings import Settings
@@ -58,7 +58,7 @@ class RoundActivities:
     async def open_round(self, ref: RoundRef) -> int:
         try:
             async with self.db.write_session() as session:
-                return await rounds.open_round(session, round_id=ref.round_id)
+                return await scheduling.open_round(session, round_id=ref.round_id)
         except NotFound as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
 
@@ -66,7 +66,7 @@ class RoundActivities:
     async def plan_round(self, ref: RoundRef) -> RoundPlanResult:
         try:
             async with self.db.session() as session:
-                plan = await rounds.plan_round(session, round_id=ref.round_id, now=_as_of(ref))
+                plan = await scheduling.plan_round(session, round_id=ref.round_id, now=_as_of(ref))
         except NotFound as exc:
             raise ApplicationError(str(exc), non_retryable=True) from exc
         return RoundPlanResult(
@@ -98,7 +98,7 @@ class RoundActivities:
     @activity.defn(name="close_round")
     async def close_round(self, ref: RoundRef) -> bool:
         async with self.db.write_session() as session:
-            return await rounds.close_round(session, round_id=ref.round_id, now=_as_of(ref))
+            return await scheduling.close_round(session, round_id=ref.round_id, now=_as_of(ref))
 
     @activity.defn(name="notify_round_closed")
     async def notify_round_closed(self, ref: RoundRef) -> SendResult:

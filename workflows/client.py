@@ -12,7 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from models.audit import Actor
-from services import rounds
+from services import rounds, scheduling
 from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
@@ -95,7 +95,7 @@ async def launch_round(db: Database, scheduler: Scheduler, *, round_id: int, act
 async def ensure_schedulers(db: Database, scheduler: Scheduler) -> int:
     """Start (or find) the scheduler of every open round; run by the worker at start-up."""
     async with db.session() as session:
-        round_ids = await rounds.open_round_ids(session)
+        round_ids = await scheduling.open_round_ids(session)
     for round_id in round_ids:
         await scheduler.start_round(round_id)
     return len(round_ids)

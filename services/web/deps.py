@@ -22,7 +22,7 @@ from notifications.mailbox import DevMailbox
 from services import users
 from services.db import Database
 from services.errors import Forbidden, Unauthorized
-from services.reviews import ClientInfo
+from services.links import ClientInfo
 from services.settings import Settings
 from services.users import Principal
 from services.web.console_page import Page, may_change

@@ -16,7 +16,8 @@ from typing import Any
 from markupsafe import Markup
 
 from models.enums import CommentKind, CommentStatus
-from services.reviews import CommentView, SectionView
+from services.comments import CommentView
+from services.documents import SectionView
 
 
 @dataclass(frozen=True)

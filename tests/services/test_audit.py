@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from models.audit import GENESIS_HASH, Actor, AuditEvent
 from models.enums import ActorKind
-from services import audit
+from services.audit import browse, trail, verify
 from services.db import Database
 
 ACTOR = Actor(kind=ActorKind.user, id="3", email="secretariat@interior.gov.example")
@@ -19,12 +19,12 @@ ACTOR = Actor(kind=ActorKind.user, id="3", email="secretariat@interior.gov.examp
 
 async def export(db: Database) -> list[str]:
     async with db.session() as session:
-        return [line async for line in audit.export_lines(session)]
+        return [line async for line in browse.export_lines(session)]
 
 
 async def append(db: Database, index: int) -> None:
     async with db.write_session() as session:
-        await audit.append(
+        await trail.append(
             session,
             actor=ACTOR,
             action="comment.added",
@@ -48,7 +48,7 @@ async def test_concurrent_writers_build_one_gapless_chain(db: Database, chain: l
     assert sorted(event["task_id"] for event in events) == list(range(40))
     assert events[0]["prev_hash"] == GENESIS_HASH
     async with db.session() as session:
-        head = await audit.chain_head(session)
+        head = await browse.chain_head(session)
     assert (head.seq, head.hash) == (40, events[-1]["hash"])
 
 
@@ -65,11 +65,11 @@ def test_the_format_is_checkable_by_a_short_script(chain: list[str]) -> None:
 
 
 def test_an_intact_export_verifies_and_names_its_head(chain: list[str]) -> None:
-    result = audit.verify_lines(chain)
+    result = verify.verify_lines(chain)
     last = json.loads(chain[-1])
     assert result.ok
     assert result.describe() == f"OK: 40 events, seq 1..40, hash chain intact. Head: 40:{last['hash']}"
-    assert audit.verify_lines(chain, expected_head=(40, last["hash"])).ok
+    assert verify.verify_lines(chain, expected_head=(40, last["hash"])).ok
 
 
 def edited(line: str, **changes: object) -> str:
@@ -101,7 +101,7 @@ def test_damage_is_caught_at_the_first_bad_event(
     """Edited lines written with spaces are re-serialised by the verifier; written in the exporter's own
     canonical form they take its fast path, which must catch the same damage."""
     damaged = damage(chain)
-    result = audit.verify_lines([canonical(line) for line in damaged] if form == "canonical" else damaged)
+    result = verify.verify_lines([canonical(line) for line in damaged] if form == "canonical" else damaged)
     assert not result.ok
     assert result.bad_seq == bad_seq
     assert reason in (result.reason or "")
@@ -110,16 +110,16 @@ def test_damage_is_caught_at_the_first_bad_event(
 
 def test_a_noted_head_catches_a_cut_off_end_and_a_rewritten_chain(chain: list[str]) -> None:
     noted = (30, json.loads(chain[29])["hash"])
-    assert audit.verify_lines(chain, expected_head=noted).ok  # later events are fine
+    assert verify.verify_lines(chain, expected_head=noted).ok  # later events are fine
 
-    cut = audit.verify_lines(chain[:25], expected_head=noted)
+    cut = verify.verify_lines(chain[:25], expected_head=noted)
     assert not cut.ok
     assert "ends at seq 25, before the noted head at seq 30" in (cut.reason or "")
 
     rewritten = rehash([*chain[:9], edited(chain[9], data={"body": "changed"}), *chain[10:]])
     for lines in (rewritten, [canonical(line) for line in rewritten]):
-        assert audit.verify_lines(lines).ok  # self-consistent, so only the noted head can tell
-        caught = audit.verify_lines(lines, expected_head=noted)
+        assert verify.verify_lines(lines).ok  # self-consistent, so only the noted head can tell
+        caught = verify.verify_lines(lines, expected_head=noted)
         assert (caught.ok, caught.bad_seq) == (False, 30)
         assert "rewritten" in (caught.reason or "")
 
@@ -134,15 +134,15 @@ async def test_the_export_is_the_canonical_json_of_any_event(db: Database) -> No
     awkward = Actor(kind=ActorKind.link, id='7 "quoted" \\ ë', email=None)
     data = {"z": [1, None, True, 2.5, {"b": "\u2028\x00\n", "a": "🙂"}], "a": {}, "É": "tab\t"}
     async with db.write_session() as session:
-        await audit.append(session, actor=awkward, action="odd.event", data=data)
-        await audit.append(session, actor=ACTOR, action="comment.added", round_id=-1, task_id=0)
+        await trail.append(session, actor=awkward, action="odd.event", data=data)
+        await trail.append(session, actor=ACTOR, action="comment.added", round_id=-1, task_id=0)
         await session.commit()
     lines = await export(db)
     assert [canonical(line) for line in lines] == lines
     async with db.session() as session:
         events = (await session.exec(select(AuditEvent).order_by(col(AuditEvent.seq)))).all()
-    assert lines == [audit.export_line(event) for event in events]
-    assert audit.verify_lines(lines).ok
+    assert lines == [browse.export_line(event) for event in events]
+    assert verify.verify_lines(lines).ok
 
 
 def test_the_exporters_form_and_any_other_valid_form_verify_alike(chain: list[str]) -> None:
@@ -156,7 +156,7 @@ def test_the_exporters_form_and_any_other_valid_form_verify_alike(chain: list[st
         [line.encode() for line in chain],
         [line.rstrip("\n") for line in chain],
     ):
-        result = audit.verify_lines(lines)
+        result = verify.verify_lines(lines)
         assert (result.ok, result.events) == (True, 40)
 
 
@@ -174,8 +174,8 @@ def rehash(lines: list[str]) -> list[str]:
 
 
 def test_empty_and_unreadable_files_fail() -> None:
-    assert audit.verify_lines([]).reason == "the file holds no events"
-    assert not audit.verify_lines(["\n", "  "]).ok
-    garbage = audit.verify_lines(['{"seq": 1'])
+    assert verify.verify_lines([]).reason == "the file holds no events"
+    assert not verify.verify_lines(["\n", "  "]).ok
+    garbage = verify.verify_lines(['{"seq": 1'])
     assert (garbage.ok, garbage.bad_line) == (False, 1)
     assert "unreadable" in (garbage.reason or "")

@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from models.audit import Actor, AuditEvent
 from models.enums import ActorKind
-from services import audit
+from services.audit import browse, trail, verify
 from services.db import Database
 
 ACTOR = Actor(kind=ActorKind.system, id="test-db")
@@ -41,7 +41,7 @@ async def count_events(db: Database) -> int:
 
 async def record_event(db: Database) -> None:
     async with db.write_session() as session:
-        await audit.append(session, actor=ACTOR, action="test.recorded")
+        await trail.append(session, actor=ACTOR, action="test.recorded")
         await session.commit()
 
 
@@ -61,7 +61,7 @@ async def test_sqlite_reads_and_writes_run_to_their_end_without_yielding(
         assert db.write_engine.pool.checkedout() == 0
         assert await count_events(db) == 2
         async with db.session() as session:
-            lines = [line async for line in audit.export_lines(session)]
-        assert audit.verify_lines(lines).ok
+            lines = [line async for line in browse.export_lines(session)]
+        assert verify.verify_lines(lines).ok
     finally:
         await db.dispose()

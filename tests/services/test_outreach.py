@@ -17,7 +17,7 @@ from sqlmodel import select
 from models.reviews import AccessLink
 from notifications.mailbox import DevMailbox, SinkServer, serve_smtp
 from notifications.smtp import SmtpSender
-from services import outreach, reviews, rounds
+from services import outreach, review_page, rounds, scheduling
 from services.db import Database
 from services.errors import NotFound
 from services.settings import Settings
@@ -49,7 +49,7 @@ async def open_round_id(db: Database) -> int:
     async with db.write_session() as session:
         await rounds.launch(session, round_id=round_id, actor=TEST_ACTOR)
     async with db.write_session() as session:
-        await rounds.open_round(session, round_id=round_id)
+        await scheduling.open_round(session, round_id=round_id)
     return round_id
 
 
@@ -90,7 +90,7 @@ async def test_a_claim_left_by_a_dead_attempt_lapses_and_its_links_never_work(
         claims = await outreach._claim_due_invitations(session, round_id=open_round_id, limit=200)
     assert len(claims) == 6
     async with db.session() as session:
-        plan = await rounds.plan_round(session, round_id=open_round_id, now=datetime.now(UTC))
+        plan = await scheduling.plan_round(session, round_id=open_round_id, now=datetime.now(UTC))
     assert plan.invitations_due == 0
     assert plan.claims_lapse_at is not None
     assert plan.claims_lapse_at > datetime.now(UTC) + timedelta(minutes=10)
@@ -101,7 +101,7 @@ async def test_a_claim_left_by_a_dead_attempt_lapses_and_its_links_never_work(
         )
         await session.commit()
     async with db.session() as session:
-        plan = await rounds.plan_round(session, round_id=open_round_id, now=datetime.now(UTC))
+        plan = await scheduling.plan_round(session, round_id=open_round_id, now=datetime.now(UTC))
     assert (plan.invitations_due, plan.claims_lapse_at) == (6, None)
     sender = SmtpSender(outreach.smtp_config(settings))
     try:
@@ -114,7 +114,7 @@ async def test_a_claim_left_by_a_dead_attempt_lapses_and_its_links_never_work(
     for claim in claims:  # what the dead attempt may have emailed opens nothing
         async with db.session() as session:
             with pytest.raises(NotFound):
-                await reviews.review_page(session, token=claim.token)
+                await review_page.review_page(session, token=claim.token)
     async with db.session() as session:
         stored = list(await session.exec(select(AccessLink)))
     assert all(link.invited_at and link.invitation_claimed_until is None for link in stored)

@@ -25,7 +25,7 @@ from models.documents import Section
 from models.enums import Role
 from models.organisations import Organisation
 from models.rounds import ReviewTask, Round
-from services import audit
+from services.audit import browse, verify
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
@@ -559,7 +559,7 @@ async def test_the_audit_trail_pages_and_exports_a_verifiable_chain(api: Api) ->
     assert export.headers["content-type"].startswith("application/x-ndjson")
     lines = export.text.splitlines()
     assert len(lines) == total
-    result = audit.verify_lines(lines)
+    result = verify.verify_lines(lines)
     assert result.ok, result.describe()
     assert result.events == total
     # The check is real: one changed character fails it.
@@ -569,7 +569,7 @@ async def test_the_audit_trail_pages_and_exports_a_verifiable_chain(api: Api) ->
         '"Migration strategy, round 1"', '"Migration strategy, round 9"'
     )
     assert tampered[index] != lines[index]
-    assert not audit.verify_lines(tampered).ok
+    assert not verify.verify_lines(tampered).ok
 
 
 async def test_the_audit_head_is_the_last_event_and_a_later_export_still_reaches_it(api: Api) -> None:
@@ -593,7 +593,7 @@ async def test_the_audit_head_is_the_last_event_and_a_later_export_still_reaches
     assert moved["seq"] > noted["seq"]
     assert moved["hash"] != noted["hash"]
     lines = (await api.http.get(f"{API}/audit/export", headers=api.auditor)).text.splitlines()
-    assert audit.verify_lines(lines).ok
+    assert verify.verify_lines(lines).ok
     (at_noted,) = [json.loads(line) for line in lines if json.loads(line)["seq"] == noted["seq"]]
     assert at_noted["hash"] == noted["hash"]
     assert json.loads(lines[-1])["hash"] == moved["hash"]
@@ -765,8 +765,8 @@ async def test_junk_to_every_route_never_gets_a_5xx(api: Api) -> None:
     assert checked > 300
     # Whatever was accepted on the way, the trail is still one intact chain.
     async with api.db.session() as session:
-        lines = [line async for line in audit.export_lines(session)]
-    assert audit.verify_lines(lines).ok
+        lines = [line async for line in browse.export_lines(session)]
+    assert verify.verify_lines(lines).ok
     async with api.db.session() as session:
         assert (
             await session.exec(select(func.count()).select_from(Round).where(col(Round.status) != "draft"))

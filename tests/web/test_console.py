@@ -17,7 +17,8 @@ from sqlmodel import select
 from models.audit import AuditEvent
 from models.enums import Role
 from models.users import SignInFailure, UserCreate
-from services import audit, organisations, rounds, users
+from services import organisations, rounds, users
+from services.audit import browse, trail, verify
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
@@ -528,7 +529,7 @@ async def test_the_audit_pages_show_and_export_the_chain(db: Database, console: 
     export = await console.get("/console/audit/export")
     assert export.status_code == 200
     assert export.headers["content-type"].startswith("application/x-ndjson")
-    result = audit.verify_lines(export.text.splitlines())
+    result = verify.verify_lines(export.text.splitlines())
     assert result.ok, result.describe()
     assert result.events >= 5
 
@@ -539,7 +540,7 @@ async def test_the_audit_pages_show_and_export_the_chain(db: Database, console: 
 async def test_the_audit_log_pages_through_the_events(db: Database, console: httpx.AsyncClient) -> None:
     async with db.write_session() as session:
         for number in range(120):
-            await audit.append(session, actor=TEST_ACTOR, action="test.filler", data={"n": number})
+            await trail.append(session, actor=TEST_ACTOR, action="test.filler", data={"n": number})
         await session.commit()
     await sign_in(console)
     first = await console.get("/console/audit")
@@ -733,8 +734,8 @@ async def test_junk_to_every_console_route_never_gets_a_5xx(db: Database, consol
     assert (await console.get("/console")).status_code == 200
     async with db.session() as session:
         assert (await rounds.get_round(session, round_id=round_id)).status == "draft"
-        lines = [line async for line in audit.export_lines(session)]
-    assert audit.verify_lines(lines).ok
+        lines = [line async for line in browse.export_lines(session)]
+    assert verify.verify_lines(lines).ok
 
 
 @pytest.mark.parametrize("value", ["²", "١٢", "0", "-1", "2147483648", "1 2", "abc"])

@@ -28,7 +28,7 @@ from models.enums import CommentStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import AccessLink, Comment, SignOff
 from models.rounds import ReviewTask, Round
-from services import links, rounds
+from services import links, rounds, scheduling
 from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
@@ -95,7 +95,7 @@ async def build_round(
     async with db.write_session() as session:
         assert await rounds.launch(session, round_id=created.id, actor=TEST_ACTOR)
     async with db.write_session() as session:
-        await rounds.open_round(session, round_id=created.id)
+        await scheduling.open_round(session, round_id=created.id)
     async with db.session() as session:
         rows = (
             await session.exec(
@@ -1096,7 +1096,7 @@ async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(rev
     token, submission = csrf_of(page), submission_of(page)
     await set_deadline(review.db, review.built.round_id, datetime.now(UTC) - timedelta(seconds=1))
     async with review.db.write_session() as session:
-        assert await rounds.close_round(session, round_id=review.built.round_id, now=datetime.now(UTC))
+        assert await scheduling.close_round(session, round_id=review.built.round_id, now=datetime.now(UTC))
     page = await review.page()
     text = page_text(page)
     assert "round is closed" in text
@@ -1259,7 +1259,7 @@ async def test_a_sign_off_racing_the_close_never_both_win(db: Database, settings
 
         async def close() -> bool:
             async with db.write_session() as session:
-                return await rounds.close_round(
+                return await scheduling.close_round(
                     session, round_id=built.round_id, now=deadline + timedelta(seconds=1)
                 )
 

@@ -19,7 +19,7 @@ from models.rounds import ReviewTask, Round
 from notifications.mailbox import DevMailbox
 from services import reviews
 from services.db import Database
-from services.reviews import ClientInfo
+from services.links import ClientInfo
 from services.settings import Settings
 from tests.conftest import TEMPORAL_TEST_SERVER, Stack
 from tests.harness import (

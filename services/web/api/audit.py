@@ -4,7 +4,8 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from models.audit import AuditEventPage, AuditHeadRead
-from services import audit
+from services import exports
+from services.audit import browse
 from services.web.deps import (
     ActionQuery,
     ApiRoute,
@@ -15,7 +16,7 @@ from services.web.deps import (
     ReadSession,
     SeqQuery,
 )
-from services.web.exports import audit_export
+from services.web.exports import download
 
 router = APIRouter(prefix="/audit", tags=["audit"], route_class=ApiRoute)
 
@@ -31,7 +32,7 @@ async def events(
     limit: LimitQuery = 100,
 ) -> AuditEventPage:
     """Page through the trail in seq order; pass `next_after_seq` back as `after_seq` for the next page."""
-    return await audit.list_events(
+    return await browse.list_events(
         session, round_id=round_id, task_id=task_id, action=action, after_seq=after_seq, limit=limit
     )
 
@@ -47,10 +48,10 @@ async def head(session: ReadSession, _principal: Reader) -> AuditHeadRead:
     changed or removed; the noted head also shows that none was cut off its end, and that the chain up to
     it was not rewritten and hashed afresh.
     """
-    return AuditHeadRead.model_validate(await audit.chain_head(session), from_attributes=True)
+    return AuditHeadRead.model_validate(await browse.chain_head(session), from_attributes=True)
 
 
 @router.get("/export", response_class=StreamingResponse)
 async def export(db: DatabaseDep, _principal: Reader) -> StreamingResponse:
     """The whole hash chain as JSON Lines; check it with `roundtable audit verify FILE`."""
-    return audit_export(db)
+    return download(exports.audit_trail(db))

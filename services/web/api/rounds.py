@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import RoundCreate, RoundLaunchRead, RoundListItem, RoundRead
-from services import rounds
+from services import comments, reports, rounds
 from services.web.deps import (
     ApiRoute,
     Coordinator,
@@ -51,10 +51,10 @@ async def launch(
 @router.get("/{round_id}/sign-offs", response_model=list[SignOffRead])
 async def sign_off_register(session: ReadSession, _principal: Reader, round_id: IdPath) -> list[SignOffRead]:
     """Who signed what, when, on which exact texts (section hashes), with the audit event of each."""
-    return await rounds.list_sign_offs(session, round_id=round_id)
+    return await reports.list_sign_offs(session, round_id=round_id)
 
 
 @router.get("/{round_id}/comments", response_model=list[CommentRead])
-async def comments(session: ReadSession, _principal: Reader, round_id: IdPath) -> list[CommentRead]:
+async def round_comments(session: ReadSession, _principal: Reader, round_id: IdPath) -> list[CommentRead]:
     """Every comment of the round, withdrawn ones included, in section order."""
-    return await rounds.list_comments(session, round_id=round_id)
+    return await comments.list_comments(session, round_id=round_id)

@@ -20,9 +20,11 @@ from pydantic import ValidationError
 
 from models.enums import OrganisationKind, RoundStatus
 from models.rounds import RoundCreate
-from services import audit, console_views, documents, organisations, rounds, users
+from services import documents, exports, organisations, rounds, users
+from services.audit import browse
 from services.errors import DomainError, InvalidInput, TooManyRequests, Unauthorized
 from services.formatting import parse_local_datetime
+from services.web import console_views
 from services.web.console_page import Page
 from services.web.csrf import secure_cookies
 from services.web.deps import (
@@ -46,7 +48,7 @@ from services.web.deps import (
     parse_id,
 )
 from services.web.errors import describe_validation
-from services.web.exports import audit_export
+from services.web.exports import download
 from services.web.uploads import read_upload
 from workflows.client import launch_round
 
@@ -496,7 +498,7 @@ async def audit_events(
 ) -> Response:
     """The audit trail in seq order, a page at a time, optionally for one round."""
     chosen = _round_filter(round_id)
-    events = await audit.list_events(session, round_id=chosen, after_seq=after_seq, limit=AUDIT_PAGE_SIZE)
+    events = await browse.list_events(session, round_id=chosen, after_seq=after_seq, limit=AUDIT_PAGE_SIZE)
     return page.render(
         "console/audit.html", {"nav": "audit", "page": events, "round_id": chosen, "after_seq": after_seq}
     )
@@ -505,4 +507,4 @@ async def audit_events(
 @router.get("/audit/export")
 async def audit_export_download(_page: ConsolePage, db: DatabaseDep) -> StreamingResponse:
     """The whole hash chain as JSON Lines; check it with `roundtable audit verify FILE`."""
-    return audit_export(db)
+    return download(exports.audit_trail(db))

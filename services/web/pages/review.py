@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from models.enums import CommentStatus, Decision
 from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
-from services import reviews
+from services import comments, links, review_page, reviews
 from services.errors import DomainError, InvalidInput, NotFound
 from services.web import csrf, review_view
 from services.web.deps import (
@@ -94,7 +94,7 @@ def form_problems(exc: ValidationError) -> list[str]:
     return problems
 
 
-def _form_shown(page: reviews.ReviewPage, form: dict[str, Any]) -> bool:
+def _form_shown(page: review_page.ReviewPage, form: dict[str, Any]) -> bool:
     """Whether the page shows again the form that `form` came from, with what was typed in it."""
     if not page.writable:
         return False
@@ -124,7 +124,7 @@ async def _render(
 ) -> Response:
     """The page; after a refused form, with the message and what was typed: back in the form when the
     page still shows it and `refill`, otherwise read-only above the sections, to copy."""
-    page = await reviews.review_page(session, token=token)
+    page = await review_page.review_page(session, token=token)
     form = form or {}
     notice = NOTICES.get(request.query_params.get("done", ""))
     kept = []
@@ -160,7 +160,7 @@ async def _render(
 
 
 @router.get("/{token}")
-async def review_page(
+async def show_review_page(
     request: Request, session: ReadSession, templates: Templates, settings: SettingsDep, token: str
 ) -> Response:
     """The assigned sections, this organisation's comments and its sign-off status. Changes nothing."""
@@ -244,7 +244,7 @@ async def add_comment(
                 "submission_id": submission_id,
             }
         )
-        comment = await reviews.add_comment(session, token=token, data=data, client=client)
+        comment = await comments.add_comment(session, token=token, data=data, client=client)
         return f"done=comment-added#comment-{comment.id}"
 
     return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
@@ -278,7 +278,7 @@ async def edit_comment(
         data = CommentUpdate.model_validate(
             {"body": body, "kind": kind, "paragraph": paragraph, "proposed_wording": proposed_wording}
         )
-        await reviews.edit_comment(session, token=token, comment_id=comment_id, data=data, client=client)
+        await comments.edit_comment(session, token=token, comment_id=comment_id, data=data, client=client)
         return f"done=comment-edited#comment-{comment_id}"
 
     return await _submit(request, read_session, templates, settings, token, csrf_token, form, action)
@@ -297,7 +297,7 @@ async def withdraw_comment(
     csrf_token: FormText = "",
 ) -> Response:
     async def action() -> str:
-        await reviews.withdraw_comment(session, token=token, comment_id=comment_id, client=client)
+        await comments.withdraw_comment(session, token=token, comment_id=comment_id, client=client)
         return f"done=comment-withdrawn#comment-{comment_id}"
 
     return await _submit(request, read_session, templates, settings, token, csrf_token, {}, action)
@@ -350,4 +350,4 @@ async def sign_off(
 @router.api_route("/{rest:path}", methods=["GET", "POST"])
 async def no_such_page(rest: str) -> Response:
     """Anything else under /t/ (a mangled link, a token with a slash in it): the same clear answer."""
-    raise NotFound(reviews.INVALID_LINK, error="invalid_link")
+    raise NotFound(links.INVALID_LINK, error="invalid_link")

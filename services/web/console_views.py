@@ -16,7 +16,7 @@ from models.enums import OrganisationKind
 from models.organisations import Organisation
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import RoundRead
-from services import documents, rounds
+from services import comments, documents, reports, rounds
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOvervi
         version_number=version.number,
         section_headings=dict(headings),
         organisation_names={task.organisation_key: task.organisation_name for task in detail.tasks},
-        sign_offs=await rounds.list_sign_offs(session, round_id=round_id),
-        comments=await rounds.list_comments(session, round_id=round_id),
+        sign_offs=await reports.list_sign_offs(session, round_id=round_id),
+        comments=await comments.list_comments(session, round_id=round_id),
     )
 
 

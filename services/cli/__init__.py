@@ -43,7 +43,7 @@ def dev(
     mail_port: Annotated[int, typer.Option(help="Port of the dev mailbox's SMTP sink.")] = 1025,
 ) -> None:
     """Run the whole embedded stack under ./.roundtable/: Temporal, worker, web app, dev mailbox."""
-    from services.devstack import DevPorts, run_dev_stack
+    from services.cli.devstack import DevPorts, run_dev_stack
 
     ports = DevPorts(web=port, temporal=temporal_port, temporal_ui=temporal_ui_port, mail=mail_port)
     sys.exit(run_dev_stack(demo=demo, ports=ports))
@@ -159,7 +159,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the hash chain of an export; exit status 0 only if it is intact."""
-    from services.audit import verify_lines
+    from services.audit.verify import verify_lines
 
     expected = _parse_head(head) if head else None
     if not file.is_file():
@@ -187,16 +187,15 @@ def audit_export(
     ] = None,
 ) -> None:
     """Write the whole audit trail from the database as JSON Lines."""
-    from services import audit
+    from services import exports
     from services.db import Database
 
     async def export() -> None:
         database = Database(get_settings().database_url)
-        target = output.open("w", encoding="utf-8") if output else sys.stdout
+        target = output.open("wb") if output else sys.stdout.buffer
         try:
-            async with database.session() as session:
-                async for page in audit.export_pages(session):
-                    target.writelines(page)
+            async for chunk in exports.audit_trail(database).chunks:
+                target.write(chunk)
         finally:
             if output:
                 target.close()
@@ -218,7 +217,3 @@ def _run_domain(coroutine):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

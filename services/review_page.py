@@ -1,0 +1,56 @@
+"""The focal point's review page as data: the assigned sections, the organisation's comments, its sign-off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.reviews import (
+    Comment,
+    SignOffRead,
+)
+from models.types import utcnow
+from services.comments import CommentView, comment_view
+from services.documents import SectionView, draft_view
+from services.links import LinkContext, ReviewState, resolve, state_of
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    context: LinkContext
+    draft_title: str
+    preamble_html: str
+    """The draft's own introduction (who prepared it, which version), shown above the sections."""
+    state: ReviewState
+    sections: list[SectionView]
+    comments: list[CommentView]
+    sign_off: SignOffRead | None
+
+    @property
+    def writable(self) -> bool:
+        return self.state == ReviewState.open
+
+
+_TASK_COMMENTS = (
+    select(Comment).where(Comment.task_id == bindparam("task_id")).order_by(col(Comment.created_at))
+)
+
+
+async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
+    resolved = await resolve(session, token=token, lock=False, with_sign_off=True)
+    context, sign_off = resolved.context, resolved.sign_off
+    draft = await draft_view(session, version_id=context.round.document_version_id)
+    numbers: dict[int | None, str] = {section.id: section.number for section in draft.sections.values()}
+    comments = (await session.exec(_TASK_COMMENTS, params={"task_id": context.task.id})).all()
+    return ReviewPage(
+        context=context,
+        draft_title=draft.title,
+        preamble_html=draft.preamble_html,
+        state=state_of(context, utcnow()),
+        sections=draft.assigned(context.task.section_ids),
+        comments=[comment_view(comment, numbers) for comment in comments],
+        sign_off=SignOffRead.of(sign_off, context.organisation) if sign_off else None,
+    )
