@@ -1,11 +1,11 @@
 """Audit trail: append, export and verify rates on 1,000,000 events, with peak memory.
 
 For each backend the trail is filled to N events of the shapes the service writes (email.sent from the
-outreach batches, comment.added and signoff.recorded from the review page). Appending a million events
+delivery batches, comment.added and signoff.recorded from the review page). Appending a million events
 through the ORM would take most of the time budget, so the bulk of the trail is inserted with the raw
 driver from the very same hash chain (models.audit.event_document/event_hash, which `verify` checks), and
 a measured sample is appended through `services.audit.trail.append_many` on top of it: one event per write
-transaction, and batches of the outreach batch size. Then the whole chain is exported (the CLI's
+transaction, and batches of the delivery batch size. Then the whole chain is exported (the CLI's
 `audit export`, i.e. `export_lines` to a file, and `GET /api/v1/audit/export` from the web app under
 uvicorn), with the peak RSS of the exporting process, and the export is verified (`verify_lines` in
 process and `roundtable audit verify --head` as a command).
@@ -55,7 +55,7 @@ from models.enums import ActorKind, Role
 
 VERIFY_TARGET = 200_000  # events/s
 EXPORT_MEMORY_TARGET_MIB = 200
-OUTREACH_BATCH = 200  # Settings.invitation_batch_size: events per append_many in the outreach batches
+OUTREACH_BATCH = 200  # Settings.mail_batch_size: events per append_many in the delivery batches
 FILL_CHUNK = 20_000
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 SYSTEM = Actor(kind=ActorKind.system, id="scheduler")
@@ -267,7 +267,7 @@ async def bulk_fill(url: str, chain: FillChain, *, sqlite: bool) -> float:
 
 async def service_appends(url: str, *, first: int, size: Sizes) -> tuple[float, float]:
     """Events/s through append_many in write transactions: one event per transaction (a sign-off, a
-    comment), and outreach-sized batches. Returns (single, batched)."""
+    comment), and delivery-sized batches. Returns (single, batched)."""
     from services.audit import trail
     from services.db import Database
 

@@ -585,21 +585,23 @@ async def seed_round(
         await db.dispose()
 
 
-async def launch_and_open(database_url: str, *, round_id: int) -> None:
-    """Launch the round and issue its links through the services, as its scheduler would open it."""
+async def launch(database_url: str, *, round_id: int) -> None:
+    """Launch the round through the services: its links and invitations are issued with it."""
     from models.audit import Actor
     from models.enums import ActorKind
-    from services import rounds, scheduling
+    from services import rounds
     from services.db import Database
+    from services.settings import Settings
 
     db = Database(database_url)
     try:
         async with db.write_session() as session:
             assert await rounds.launch(
-                session, round_id=round_id, actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
+                session,
+                round_id=round_id,
+                actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
+                settings=Settings(database_url=database_url, _env_file=None),  # type: ignore[call-arg]
             )
-        async with db.write_session() as session:
-            await scheduling.open_round(session, round_id=round_id)
     finally:
         await db.dispose()
 
@@ -627,14 +629,14 @@ async def create_coordinator(database_url: str, email: str) -> int:
 
 
 async def issue_focal_point_tokens(database_url: str, *, round_id: int) -> list[str]:
-    """What sending the invitations does, without email: a fresh token for every focal point's link,
-    set in one transaction. Returns the tokens in task order."""
+    """What delivering the invitations does, without email: a token for every focal point's link, made
+    in one transaction. Returns the tokens in task order."""
     from sqlmodel import col, select
 
     from models.enums import ContactRole
-    from models.reviews import AccessLink
-    from services import links
+    from models.reviews import AccessLink, LinkToken
     from services.db import Database
+    from services.hashing import new_secret
 
     db = Database(database_url)
     try:
@@ -646,8 +648,11 @@ async def issue_focal_point_tokens(database_url: str, *, round_id: int) -> list[
                     .order_by(col(AccessLink.task_id))
                 )
             ).all()
-            tokens = [links.issue_token(link) for link in rows]
-            session.add_all(rows)
+            tokens = []
+            for link in rows:
+                token, digest = new_secret()
+                tokens.append(token)
+                session.add(LinkToken(token_sha256=digest, link_id=link.id))
             await session.commit()
         return tokens
     finally:

@@ -31,7 +31,7 @@ from bench.common import (
     create_coordinator,
     embedded_stack,
     fresh_database,
-    launch_and_open,
+    launch,
     median,
     seed_round,
     wait_until,
@@ -46,23 +46,30 @@ COORDINATOR = "coordinator@migracioni.gov.example"
 
 
 async def launched_and_invited(database_url: str, round_id: int) -> None:
-    """Launch the round and issue its links through the services, then record every invitation as
-    sent, as outreach records a delivered chunk (no email: the storm is what is measured)."""
+    """Launch the round through the services (links and invitations are issued with it), then record
+    every invitation as sent, as the outbox records a delivered one (no email: the storm is what is
+    measured)."""
     from sqlmodel import col, update
 
-    from models.enums import TaskStatus
+    from models.enums import OutboxStatus, TaskStatus
+    from models.outbox import OutboxMessage
     from models.reviews import AccessLink
     from models.rounds import ReviewTask
     from models.types import utcnow
     from services.db import Database
 
-    await launch_and_open(database_url, round_id=round_id)
+    await launch(database_url, round_id=round_id)
     db = Database(database_url)
     try:
         now = utcnow()
         async with db.write_session() as session:
             await session.exec(
                 update(AccessLink).where(col(AccessLink.round_id) == round_id).values(invited_at=now)
+            )
+            await session.exec(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.round_id) == round_id)
+                .values(status=OutboxStatus.sent, sent_at=now, attempts=1)
             )
             await session.exec(
                 update(ReviewTask)

@@ -44,7 +44,7 @@ from bench.common import (
     free_port,
     fresh_database,
     issue_focal_point_tokens,
-    launch_and_open,
+    launch,
     median,
     new_task_queue,
     roundtable_env,
@@ -81,7 +81,7 @@ async def prepare_round(url: str, organisations: int) -> tuple[int, list[str]]:
     round_id = await seed_round(
         url, organisations=organisations, deadline=datetime.now(UTC) + timedelta(days=7)
     )
-    await launch_and_open(url, round_id=round_id)
+    await launch(url, round_id=round_id)
     return round_id, await issue_focal_point_tokens(url, round_id=round_id)
 
 

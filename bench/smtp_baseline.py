@@ -1,4 +1,4 @@
-"""The SMTP limit the outreach benchmarks compare with: a bare script that sends N messages of an
+"""The SMTP limit the email benchmarks compare with: a bare script that sends N messages of an
 invitation's size with aiosmtplib over 8 reused connections, and nothing else (no database, no scheduler).
 
 The message is a real invitation, rendered and serialized by the product's own code once, so its size and

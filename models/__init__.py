@@ -5,9 +5,9 @@ Importing this package registers every table on SQLModel.metadata (Alembic and t
 
 from models.audit import AuditChainHead, AuditEvent
 from models.documents import Document, DocumentVersion, Section
-from models.messages import SentMessage
 from models.organisations import Organisation
-from models.reviews import AccessLink, Comment, SignOff
+from models.outbox import OutboxMessage
+from models.reviews import AccessLink, Comment, LinkToken, SignOff
 from models.rounds import ReviewTask, Round
 from models.users import Credential, SignInFailure, User
 
@@ -19,11 +19,12 @@ __all__ = [
     "Credential",
     "Document",
     "DocumentVersion",
+    "LinkToken",
     "Organisation",
+    "OutboxMessage",
     "ReviewTask",
     "Round",
     "Section",
-    "SentMessage",
     "SignInFailure",
     "SignOff",
     "User",

@@ -79,9 +79,11 @@ class MessageKind(StrEnum):
     round_closed = "round_closed"
 
 
-class MessageStatus(StrEnum):
-    sent = "sent"
-    failed = "failed"
+class OutboxStatus(StrEnum):
+    pending = "pending"  # to be delivered from due_at on (an attempt may hold it for a lease)
+    sent = "sent"  # the mail server accepted it
+    failed = "failed"  # refused for good (5xx, malformed address), or given up after retrying
+    cancelled = "cancelled"  # no longer worth sending: its link was withdrawn or its round is over
 
 
 class ActorKind(StrEnum):

@@ -16,9 +16,11 @@ from models.types import UTCDateTime, enum_column, utcnow
 class AccessLink(SQLModel, table=True):
     """One personal review link per contact of a task.
 
-    The token is 256 random bits, made when the invitation is sent; only its SHA-256 is kept, so nobody
-    with the database (or the servers' secrets) can open a review page or sign for an organisation.
-    Sending again means a new token: the previous one stops working.
+    It is opened by a token of 256 random bits made when an email carrying the link is delivered
+    (LinkToken); only the token's SHA-256 is kept, so nobody with the database (or the servers' secrets)
+    can open a review page or sign for an organisation. Every token of a link works until the link is
+    revoked, so a message sent twice (a crash between the mail server accepting it and our record of
+    that) carries a working link in both copies.
     """
 
     __tablename__ = "access_links"
@@ -30,20 +32,24 @@ class AccessLink(SQLModel, table=True):
     role: ContactRole = Field(sa_type=enum_column(ContactRole, 20))
     email: str = Field(max_length=320)
     name: str = Field(default="", max_length=300)
-    token_sha256: str | None = Field(
-        default=None, max_length=64, unique=True, index=True, description="None until the first invitation."
-    )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    invitation_claimed_until: datetime | None = Field(
-        default=None,
-        sa_type=UTCDateTime,
-        description="An invitation attempt owns this link until then; another attempt leaves it alone.",
-    )
-    invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    invitation_error: str | None = Field(
-        default=None, max_length=1000, description="Why the invitation could not be delivered (permanent)."
+    invited_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="When the mail server first accepted its invitation."
     )
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class LinkToken(SQLModel, table=True):
+    """A token that opens a link: made for one email at the moment it is delivered."""
+
+    __tablename__ = "link_tokens"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    link_id: str = Field(foreign_key="access_links.id", max_length=32, index=True)
+    outbox_id: int | None = Field(
+        default=None, foreign_key="outbox.id", index=True, description="The email that carried it."
+    )
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class CommentBase(SQLModel):

@@ -2,9 +2,9 @@
 
 ``serialize_message`` writes the bytes that go over SMTP; ``build_message`` gives the same message as an
 ``EmailMessage`` for code that wants to inspect it. The bytes are written directly rather than through
-``EmailMessage`` because the email package's header objects cost about 3.5 ms per invitation here (build
-and flatten), which alone would cap a batch near 280 messages a second; writing them here costs about
-0.1 ms. The tests hold the two views to the same content through the stdlib parser.
+``EmailMessage`` because building and flattening the email package's header objects costs more than the
+rest of sending an invitation, and would alone cap the rate of a batch (bench/launch_fanout shows the
+rate). The tests hold the two views to the same content through the stdlib parser.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,8 +39,15 @@ class DeliveryResult:
         )
 
 
+ResultCallback = Callable[[int, DeliveryResult], None]
+"""Told each email's result (its index in the batch) as soon as it is known: the caller can record an
+accepted message at once instead of after the whole batch."""
+
+
 class EmailSender(Protocol):
-    async def send_many(self, emails: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+    async def send_many(
+        self, emails: Sequence[OutgoingEmail], *, on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
         """One result per email, in the same order; per-email failures are reported, never raised."""
         ...
 

@@ -1,9 +1,9 @@
 """The SMTP adapter of the email port: a few reused connections, each drained by its own worker.
 
-Why this shape: on the reference machine a new connection per message manages about 390 messages per
-second into a local sink, one reused connection about 640, eight reused connections about 1,000. A round
-of 5,000 organisations sends 10,000 invitations, so connections are opened lazily, kept across batches
-until close(), and a batch is spread over all of them at once.
+Why this shape: a new connection per message spends most of its time on the handshake, and one
+connection leaves the server idle between replies. A round invites two contacts per organisation, so
+connections are opened lazily, kept across batches until close(), and a batch is spread over all of them
+at once (bench/launch_fanout measures the result against a bare sender).
 
 How failures are classified (the caller records them and decides whether to try again later):
 
@@ -39,7 +39,7 @@ from aiosmtplib import (
 )
 
 from notifications.message import OutgoingEmail, envelope_address, serialize_message
-from notifications.sending import DeliveryResult, EmailSender
+from notifications.sending import DeliveryResult, EmailSender, ResultCallback
 
 __all__ = ["DeliveryResult", "EmailSender", "SmtpConfig", "SmtpSender"]
 
@@ -138,16 +138,24 @@ class _Connection:
 
 
 class _Batch:
-    def __init__(self, emails: Sequence[OutgoingEmail], workers: int) -> None:
+    def __init__(
+        self, emails: Sequence[OutgoingEmail], workers: int, on_result: ResultCallback | None
+    ) -> None:
         self.emails = emails
         self.pending: deque[int] = deque(range(len(emails)))
         self.results: list[DeliveryResult | None] = [None] * len(emails)
         self.live_workers = workers
+        self._on_result = on_result
+
+    def settle(self, index: int, result: DeliveryResult) -> None:
+        self.results[index] = result
+        if self._on_result is not None:
+            self._on_result(index, result)
 
     def fail_pending(self, error: str) -> None:
         while self.pending:
             index = self.pending.popleft()
-            self.results[index] = DeliveryResult.failed(self.emails[index], error, retryable=True)
+            self.settle(index, DeliveryResult.failed(self.emails[index], error, retryable=True))
 
     def finished(self) -> list[DeliveryResult]:
         missing = [index for index, result in enumerate(self.results) if result is None]
@@ -181,11 +189,13 @@ class SmtpSender(EmailSender):
     ) -> None:
         await self.close()
 
-    async def send_many(self, emails: Sequence[OutgoingEmail]) -> list[DeliveryResult]:
+    async def send_many(
+        self, emails: Sequence[OutgoingEmail], *, on_result: ResultCallback | None = None
+    ) -> list[DeliveryResult]:
         if not emails:
             return []
         connections = await self._acquire(min(len(emails), len(self._connections)))
-        batch = _Batch(emails, workers=len(connections))
+        batch = _Batch(emails, workers=len(connections), on_result=on_result)
         try:
             async with asyncio.TaskGroup() as workers:
                 for connection in connections:
@@ -216,7 +226,7 @@ class SmtpSender(EmailSender):
             while batch.pending:
                 index = batch.pending.popleft()
                 try:
-                    batch.results[index] = await self._deliver(connection, batch.emails[index])
+                    batch.settle(index, await self._deliver(connection, batch.emails[index]))
                 except _ConnectFailed as exc:
                     log.warning("%s", exc)
                     batch.pending.appendleft(index)
@@ -231,8 +241,11 @@ class SmtpSender(EmailSender):
                     # caller, not knowing, would send them again.
                     log.exception("unexpected error while sending %s", batch.emails[index].message_id)
                     connection.drop()
-                    batch.results[index] = DeliveryResult.failed(
-                        batch.emails[index], f"unexpected error: {exc!r}", retryable=True
+                    batch.settle(
+                        index,
+                        DeliveryResult.failed(
+                            batch.emails[index], f"unexpected error: {exc!r}", retryable=True
+                        ),
                     )
         finally:
             batch.live_workers -= 1

@@ -1,7 +1,7 @@
-"""Personal review links: one per contact of a task, opened by a random token of which only the hash is kept.
+"""Personal review links: one per contact of a task, opened by random tokens of which only hashes are kept.
 
-A link is created when its round opens; its token is made when the invitation is sent (so it exists only
-in that email). Sending again, or reissuing, makes a new token and the old one stops working.
+A link is created when its round is launched; a token for it is made when an email carrying it is
+delivered (so each exists only in that email), and every token of a link opens it until it is revoked.
 
 Resolving a token gives the link's task, round and organisation, and what the link may do now (its state).
 """
@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, or_
+from sqlalchemy import bindparam, delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,6 +25,7 @@ from models.organisations import Organisation
 from models.reviews import (
     AccessLink,
     Comment,
+    LinkToken,
     SignOff,
 )
 from models.rounds import ReviewTask, Round
@@ -41,7 +42,7 @@ def new_link_row(
     *, task_id: int, round_id: int, role: ContactRole, email: str, name: str, created_at: datetime
 ) -> dict[str, object]:
     """A new link as a row for a bulk insert (a national round issues thousands at once); it has no
-    token until its invitation is sent."""
+    token until an email carrying it is delivered."""
     return {
         "id": uuid.uuid4().hex,
         "task_id": task_id,
@@ -53,32 +54,14 @@ def new_link_row(
     }
 
 
-def issue_token(link: AccessLink) -> str:
-    """Give the link a new token (the caller commits); returns the token, which is not kept anywhere."""
-    token, digest = new_secret()
-    link.token_sha256 = digest
-    return token
-
-
-def invitation_due(now: datetime) -> list[ColumnElement[bool]]:
-    """Conditions of a link whose invitation is still to be sent and that no running attempt owns."""
-    return [
-        col(AccessLink.invited_at).is_(None),
-        col(AccessLink.invitation_error).is_(None),
-        col(AccessLink.revoked_at).is_(None),
-        or_(
-            col(AccessLink.invitation_claimed_until).is_(None), col(AccessLink.invitation_claimed_until) < now
-        ),
-    ]
-
-
 def review_url(public_base_url: str, token: str) -> str:
     return f"{public_base_url}/t/{token}"
 
 
 @transactional
 async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) -> str:
-    """A fresh token for a link, e.g. to hand a focal point a new link by hand; the old one stops working."""
+    """A fresh token for a link, e.g. to hand a focal point a new link by hand; its other tokens stop
+    working."""
     link = (
         await session.exec(
             select(AccessLink)
@@ -91,8 +74,9 @@ async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) ->
         raise NotFound(f"there is no review link {link_id}")
     if link.revoked_at is not None:
         raise Conflict("this review link has been withdrawn; it cannot be given a new token")
-    token = issue_token(link)
-    session.add(link)
+    token, digest = new_secret()
+    await session.exec(delete(LinkToken).where(col(LinkToken.link_id) == link.id))
+    session.add(LinkToken(token_sha256=digest, link_id=link.id))
     await trail.append(
         session,
         actor=actor,
@@ -191,7 +175,8 @@ async def resolve(
     link_query = (
         select(AccessLink, Round)
         .join(Round, col(Round.id) == AccessLink.round_id)
-        .where(AccessLink.token_sha256 == digest)
+        .join(LinkToken, col(LinkToken.link_id) == AccessLink.id)
+        .where(LinkToken.token_sha256 == digest)
         .with_for_update(of=Round, read=True)
         .execution_options(populate_existing=True)
     )
@@ -230,7 +215,8 @@ def _link_query(*, with_sign_off: bool, with_comment: bool) -> Any:
         .join(Round, col(Round.id) == AccessLink.round_id)
         .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
         .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-        .where(AccessLink.token_sha256 == bindparam("token_sha256"))
+        .join(LinkToken, col(LinkToken.link_id) == AccessLink.id)
+        .where(LinkToken.token_sha256 == bindparam("token_sha256"))
     )
     if with_sign_off:
         query = query.add_columns(SignOff).outerjoin(SignOff, col(SignOff.task_id) == ReviewTask.id)

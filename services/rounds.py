@@ -12,14 +12,16 @@ from models.audit import Actor
 from models.documents import Section
 from models.enums import CommentStatus, RoundStatus, TaskStatus
 from models.organisations import Organisation
-from models.reviews import AccessLink, Comment
+from models.reviews import Comment
 from models.rounds import ReviewTask, Round, RoundCounts, RoundCreate, RoundListItem, RoundRead, TaskSummary
 from models.types import utcnow
+from services import invitations
 from services.audit import trail
 from services.db import transactional
 from services.documents import sections_of_version
 from services.errors import Conflict, InvalidInput, NotFound
 from services.organisations import resolve_keys
+from services.settings import Settings
 
 
 async def get_round_row(
@@ -138,13 +140,7 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             )
         ).all()
     )
-    refused: dict[int, list[str]] = {}
-    for task_id, email, error in await session.exec(
-        select(AccessLink.task_id, AccessLink.email, AccessLink.invitation_error).where(
-            AccessLink.round_id == round_id, col(AccessLink.invitation_error).is_not(None)
-        )
-    ):
-        refused.setdefault(task_id, []).append(f"{email}: {error}")
+    refused = await invitations.undeliverable(session, round_id=round_id)
     rows = (
         await session.exec(
             select(ReviewTask, Organisation)
@@ -203,8 +199,10 @@ async def list_rounds(session: AsyncSession) -> list[RoundListItem]:
 
 
 @transactional
-async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:
-    """Mark a draft round open. True if this call launched it, False if it already was open."""
+async def launch(session: AsyncSession, *, round_id: int, actor: Actor, settings: Settings) -> bool:
+    """Open a draft round: its review links and their invitations are decided in the same transaction, so
+    they exist whether or not the round's scheduler is reachable yet. True if this call launched it,
+    False if it already was open."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status == RoundStatus.open:
         await session.rollback()
@@ -225,5 +223,6 @@ async def launch(session: AsyncSession, *, round_id: int, actor: Actor) -> bool:
         round_id=round_id,
         data={"deadline": round_.deadline.isoformat(), "organisations": tasks},
     )
+    await invitations.issue(session, round_=round_, settings=settings)
     await session.commit()
     return True

@@ -1,4 +1,4 @@
-"""The round scheduler's steps over the database: open a round, plan what is due, close it.
+"""The round scheduler's steps over the database: repair a launch, plan what is due, close the round.
 
 The round's Temporal workflow calls these through thin activities; it keeps no state of its own, so
 each step reads what it needs afresh.
@@ -10,21 +10,24 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, insert, update
+from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import SYSTEM_ACTOR
-from models.enums import CloseReason, ContactRole, RoundStatus, TaskStatus
+from models.enums import CloseReason, Language, MessageKind, RoundStatus, TaskStatus
 from models.organisations import Organisation
-from models.reviews import AccessLink
 from models.rounds import ReviewTask, Round
-from models.types import utcnow
-from services import links
+from services import invitations, outbox, reports
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import transactional
+from services.formatting import when_text
+from services.invitations import Issued
+from services.outbox import Mail
+from services.reports import RoundClosure
 from services.rounds import get_round_row
+from services.settings import Settings
 
 FINAL_STATUSES = (TaskStatus.signed_off, TaskStatus.no_response)
 
@@ -39,99 +42,53 @@ class RoundPlan:
 
     status: RoundStatus
     deadline: datetime
-    invitations_due: int
-    claims_lapse_at: datetime | None
-    """When invitations claimed by an attempt that may have died become due again."""
     close_reason: CloseReason | None
+    mail_due: int
+    """Emails of the round that may be delivered now."""
+    next_mail_at: datetime | None
+    """When the next email not yet due becomes due (a retry after a refusal, a lapsed lease)."""
+
+    @property
+    def acts_now(self) -> bool:
+        """Whether the scheduler has something to do at once."""
+        return self.close_reason is not None or self.mail_due > 0
+
+    @property
+    def finished(self) -> bool:
+        """Closed, with nothing left to deliver: the scheduler's work is done."""
+        return self.status == RoundStatus.closed and not self.mail_due and self.next_mail_at is None
 
 
 @transactional
-async def open_round(session: AsyncSession, *, round_id: int) -> int:
-    """Issue the review links of every task that has none yet. Idempotent; returns how many were issued."""
+async def open_round(session: AsyncSession, *, round_id: int, settings: Settings) -> Issued:
+    """Make sure a launched round has every link and invitation its launch decided (what a round launched
+    by an older version may lack). Idempotent: normally it finds nothing to add."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status != RoundStatus.open:
         await session.rollback()
-        return 0
-    rows = (
-        await session.exec(
-            select(ReviewTask, Organisation)
-            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-            .outerjoin(AccessLink, col(AccessLink.task_id) == ReviewTask.id)
-            .where(ReviewTask.round_id == round_id, col(AccessLink.id).is_(None))
-        )
-    ).all()
-    # Rows rather than ORM objects: a round of 5,000 organisations issues 10,000 links here, before its
-    # first invitation can go out, and building that many SQLModel instances took most of the time.
-    now = utcnow()
-    issued: list[dict[str, object]] = []
-    events: list[NewEvent] = []
-    for task, organisation in rows:
-        contacts = [(ContactRole.focal_point, organisation.focal_point_email, organisation.focal_point_name)]
-        if organisation.alternate_email:
-            contacts.append(
-                (ContactRole.alternate, organisation.alternate_email, organisation.alternate_name)
-            )
-        task_links = [
-            links.new_link_row(
-                task_id=task.id or 0, round_id=round_id, role=role, email=email, name=name, created_at=now
-            )
-            for role, email, name in contacts
-        ]
-        issued.extend(task_links)
-        events.append(
-            NewEvent(
-                action="task.links_issued",
-                actor=SYSTEM_ACTOR,
-                round_id=round_id,
-                task_id=task.id,
-                data={
-                    "organisation": organisation.key,
-                    "links": [
-                        {"link_id": link["id"], "role": str(link["role"]), "email": link["email"]}
-                        for link in task_links
-                    ],
-                },
-            )
-        )
-    if issued:
-        await session.exec(insert(AccessLink), params=issued)
-    await trail.append_many(session, events=events)
+        return Issued(links=0, invitations=0)
+    issued = await invitations.issue(session, round_=round_, settings=settings)
     await session.commit()
-    return len(issued)
+    return issued
 
 
 async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> RoundPlan:
+    """What is due in the round as of `now`, the scheduler's clock (deadlines are decided by it; the
+    outbox's retries and leases by the wall clock)."""
     round_ = await get_round_row(session, round_id=round_id)
-    # Claims are leases on the wall clock, whatever clock the scheduler decides deadlines by.
-    wall_clock = utcnow()
-    invitations_due = (
-        await session.exec(
-            select(func.count()).where(AccessLink.round_id == round_id, *links.invitation_due(wall_clock))
-        )
-    ).one()
-    claims_lapse_at = (
-        await session.exec(
-            select(func.min(AccessLink.invitation_claimed_until)).where(
-                AccessLink.round_id == round_id,
-                col(AccessLink.invited_at).is_(None),
-                col(AccessLink.invitation_error).is_(None),
-                col(AccessLink.invitation_claimed_until) >= wall_clock,
-            )
-        )
-    ).one()
-    open_tasks = await unsettled_task_count(session, round_id=round_id)
+    mail = await outbox.plan(session, round_id=round_id)
     reason = None
     if round_.status == RoundStatus.open:
-        if open_tasks == 0:
+        if not await any_unsettled_task(session, round_id=round_id):
             reason = CloseReason.all_signed_off
         elif now >= round_.deadline:
             reason = CloseReason.deadline
     return RoundPlan(
         status=round_.status,
         deadline=round_.deadline,
-        invitations_due=invitations_due,
-        claims_lapse_at=claims_lapse_at,
         close_reason=reason,
+        mail_due=mail.due,
+        next_mail_at=mail.next_at,
     )
 
 
@@ -165,9 +122,10 @@ _ANY_UNSETTLED_TASK = (
 
 
 @transactional
-async def close_round(session: AsyncSession, *, round_id: int, now: datetime) -> bool:
+async def close_round(session: AsyncSession, *, round_id: int, now: datetime, settings: Settings) -> bool:
     """Close the round if every task is done or the deadline has passed (as of `now`, the scheduler's
-    clock). Tasks without a sign-off become no_response. True if this call closed it."""
+    clock). Tasks without a sign-off become no_response, and the coordinator who created the round is
+    told (the notice is in the outbox with the close). True if this call closed it."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status != RoundStatus.open:
         await session.rollback()
@@ -226,12 +184,42 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime) ->
         )
     )
     await trail.append_many(session, events=events)
+    summary = await reports.closure_summary(session, round_id=round_id)
+    if summary.coordinator_email is not None:
+        await outbox.enqueue(session, mails=[_closing_notice(summary, settings)])
     await session.commit()
     return True
 
 
+def _closing_notice(summary: RoundClosure, settings: Settings) -> Mail:
+    assert summary.coordinator_email is not None
+    return Mail(
+        key=f"round_closed:{summary.round_id}",
+        kind=MessageKind.round_closed,
+        to_email=summary.coordinator_email,
+        language=Language.en,
+        context={
+            "round_title": summary.title,
+            "closed_at_text": when_text(summary.closed_at, timezone=settings.timezone),
+            "reason": str(summary.reason),
+            "counts": summary.counts,
+            "decisions": summary.decisions,
+            "no_response": summary.no_response,
+            "objections": summary.objections,
+            "round_url": f"{settings.public_base_url}/console/rounds/{summary.round_id}",
+        },
+        round_id=summary.round_id,
+    )
+
+
+async def rounds_to_schedule(session: AsyncSession) -> list[int]:
+    """Rounds that need a running scheduler: every open round, and any round with email still to send."""
+    open_rounds = await open_round_ids(session)
+    return sorted(set(open_rounds) | set(await outbox.rounds_with_mail_pending(session)))
+
+
 async def open_round_ids(session: AsyncSession) -> list[int]:
-    """Rounds that should have a running scheduler (used to repair a launch interrupted midway)."""
+    """Every open round."""
     return [
         round_id
         for round_id in (await session.exec(select(Round.id).where(Round.status == RoundStatus.open)))

@@ -59,7 +59,33 @@ class Settings(BaseSettings):
     )
     timezone: str = Field(default="UTC", description="IANA zone in which deadlines are shown to people.")
     data_dir: str = Field(default=".roundtable", description="Run-time data of `roundtable dev`.")
-    invitation_batch_size: int = Field(default=200, ge=1, le=2000, description="Invitations per activity.")
+    mail_batch_size: int = Field(
+        default=200, ge=1, le=2000, description="Emails one delivery activity sends before re-planning."
+    )
+    outbox_lease_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="How long a delivery attempt holds the emails it claimed (renewed while it lives).",
+    )
+    outbox_retry_start_seconds: float = Field(
+        default=30, ge=0.1, le=3600, description="First wait after a temporary refusal; it doubles."
+    )
+    outbox_retry_max_seconds: int = Field(
+        default=1800, ge=1, le=86_400, description="Longest wait between two attempts at one email."
+    )
+    outbox_give_up_hours: int = Field(
+        default=48,
+        ge=1,
+        le=24 * 30,
+        description="An email still refused this long after it was decided fails.",
+    )
+    reconcile_every_seconds: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="How often the reconciler makes sure every open round's scheduler runs and acts.",
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> Settings:

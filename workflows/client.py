@@ -1,4 +1,9 @@
-"""The gateway the web front (and the CLI) use to reach the round schedulers."""
+"""The gateway the web front, the CLI and the worker use to reach the round schedulers.
+
+It starts and signals workflows by name, so the processes that use it need none of the workflow code.
+Every call has a short timeout: when Temporal is down, a request gets its answer from the database (a
+launch is recorded, a sign-off is stored) and the reconciler does the rest once Temporal is back.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,43 @@ import logging
 from datetime import timedelta
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from models.audit import Actor
 from services import rounds, scheduling
 from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
-from workflows.payloads import RoundRef
-from workflows.round_workflow import ConsultationRoundWorkflow
+from workflows.names import RECONCILER_WORKFLOW, ROUND_WORKFLOW, SCHEDULER_VERSION, WAKE_SIGNAL
+from workflows.payloads import ReconcileInput, RoundRef
 
 log = logging.getLogger(__name__)
+
+RPC_TIMEOUT = timedelta(seconds=5)
+CONNECT_TIMEOUT = 5.0
 
 
 def round_workflow_id(settings: Settings, round_id: int) -> str:
     return f"{settings.workflow_id_prefix}round-{round_id}"
+
+
+def reconciler_schedule_id(settings: Settings) -> str:
+    return f"{settings.workflow_id_prefix}reconciler"
 
 
 class Scheduler:
@@ -39,36 +64,43 @@ class Scheduler:
             async with self._lock:
                 if self._client is None:
                     try:
-                        self._client = await Client.connect(
-                            self.settings.temporal_address, namespace=self.settings.temporal_namespace
+                        self._client = await asyncio.wait_for(
+                            Client.connect(
+                                self.settings.temporal_address, namespace=self.settings.temporal_namespace
+                            ),
+                            CONNECT_TIMEOUT,
                         )
-                    except (RuntimeError, OSError) as exc:
+                    except (RuntimeError, OSError, TimeoutError) as exc:
                         raise ServiceUnavailable(
                             f"the scheduler (Temporal at {self.settings.temporal_address}) is not reachable"
                         ) from exc
         return self._client
 
-    async def start_round(self, round_id: int) -> WorkflowHandle[ConsultationRoundWorkflow, str]:
+    async def start_round(self, round_id: int) -> WorkflowHandle[object, str]:
         """Start the round's scheduler, or find the one already running."""
         client = await self.client()
         try:
             return await client.start_workflow(
-                ConsultationRoundWorkflow.run,
+                ROUND_WORKFLOW,
                 RoundRef(round_id),
                 id=round_workflow_id(self.settings, round_id),
                 task_queue=self.settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                memo={"scheduler_version": SCHEDULER_VERSION},
+                result_type=str,
+                rpc_timeout=RPC_TIMEOUT,
             )
         except RPCError as exc:
             raise ServiceUnavailable(f"the scheduler refused to start round {round_id}: {exc}") from exc
 
     async def wake(self, round_id: int) -> None:
-        """Best effort: the scheduler re-plans from the database anyway, so a lost wake-up only delays."""
+        """Best effort: the reconciler wakes a round with something due anyway, so a lost wake-up delays
+        it by a reconciler period at most."""
         try:
             client = await self.client()
             await client.get_workflow_handle(round_workflow_id(self.settings, round_id)).signal(
-                ConsultationRoundWorkflow.wake
+                WAKE_SIGNAL, rpc_timeout=RPC_TIMEOUT
             )
         except (ServiceUnavailable, RPCError) as exc:
             log.warning("could not wake the scheduler of round %s: %s", round_id, exc)
@@ -84,18 +116,79 @@ class Scheduler:
 
 
 async def launch_round(db: Database, scheduler: Scheduler, *, round_id: int, actor: Actor) -> bool:
-    """Open a draft round and start its scheduler. Safe to repeat: a second call starts nothing new, and
-    repairs a launch whose scheduler start was interrupted."""
+    """Open a draft round (its links and invitations are recorded with it) and start its scheduler.
+
+    Safe to repeat: a second call starts nothing new. When Temporal cannot be reached the launch still
+    stands, since it is in the database: the reconciler starts the scheduler once Temporal is back."""
     async with db.write_session() as session:
-        launched = await rounds.launch(session, round_id=round_id, actor=actor)
-    await scheduler.start_round(round_id)
+        launched = await rounds.launch(session, round_id=round_id, actor=actor, settings=scheduler.settings)
+    try:
+        await scheduler.start_round(round_id)
+    except ServiceUnavailable as exc:
+        log.warning(
+            "round %s is launched; its scheduler will be started by the reconciler: %s", round_id, exc
+        )
     return launched
 
 
-async def ensure_schedulers(db: Database, scheduler: Scheduler) -> int:
-    """Start (or find) the scheduler of every open round; run by the worker at start-up."""
+# --------------------------------------------------------------------------- what the worker sets up
+
+
+def _reconciler_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RECONCILER_WORKFLOW,
+            ReconcileInput(),
+            id=f"{settings.workflow_id_prefix}reconcile",
+            task_queue=settings.task_queue,
+            run_timeout=timedelta(minutes=10),
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconcile_every_seconds))]
+        ),
+        # One at a time; a run missed while Temporal was down is made up once, not once per minute missed.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(minutes=5)),
+    )
+
+
+async def ensure_reconciler(client: Client, settings: Settings, *, run_now: bool = True) -> None:
+    """Create the reconciler's schedule, or bring an existing one up to these settings; with `run_now`,
+    reconcile at once as well (a worker that starts catches up without waiting a period)."""
+    schedule = _reconciler_schedule(settings)
+    schedule_id = reconciler_schedule_id(settings)
+    try:
+        handle = await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+
+        async def replace(_current: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await handle.update(replace)
+    if run_now:
+        await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def replace_outdated_schedulers(client: Client, db: Database, settings: Settings) -> int:
+    """Terminate the running schedulers that older code started (their history cannot replay on this
+    code) and start them again; they keep no state, so nothing is lost. Returns how many were replaced."""
     async with db.session() as session:
-        round_ids = await scheduling.open_round_ids(session)
+        round_ids = await scheduling.rounds_to_schedule(session)
+    replaced = 0
     for round_id in round_ids:
-        await scheduler.start_round(round_id)
-    return len(round_ids)
+        handle = client.get_workflow_handle(round_workflow_id(settings, round_id))
+        try:
+            described = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                continue
+            raise
+        if described.status != WorkflowExecutionStatus.RUNNING:
+            continue
+        memo = await described.memo()
+        if memo.get("scheduler_version") == SCHEDULER_VERSION:
+            continue
+        await handle.terminate(reason=f"replaced by a scheduler of version {SCHEDULER_VERSION}")
+        await Scheduler(settings, client=client).start_round(round_id)
+        replaced += 1
+    return replaced

@@ -1,6 +1,8 @@
 """What crosses the Temporal boundary: IDs and small plain results, nothing from the database layer.
 
-Times travel as ISO 8601 strings with their offset: the SDK's default converter does not decode datetimes.
+Each activity has an input type of its own. Times travel as ISO 8601 strings with their offset (the SDK's
+default converter does not decode datetimes); an activity that decides by the scheduler's clock gets it in
+a required `as_of`, so time-skipping tests and replays decide alike.
 """
 
 from __future__ import annotations
@@ -10,25 +12,65 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RoundRef:
-    """The round an activity works on; `as_of` is the scheduler's clock for time-based decisions."""
+    """The round a scheduler runs for: the workflow's input."""
 
     round_id: int
-    as_of: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenRoundInput:
+    round_id: int
+
+
+@dataclass(frozen=True)
+class OpenRoundResult:
+    links: int
+    invitations: int
+
+
+@dataclass(frozen=True)
+class PlanRoundInput:
+    round_id: int
+    as_of: str
 
 
 @dataclass(frozen=True)
 class RoundPlanResult:
     status: str  # draft | open | closed
     deadline: str
-    invitations_due: int
-    claims_lapse_at: str | None  # invitations claimed by an attempt that may have died are due again then
     close_reason: str | None
+    mail_due: int
+    next_mail_at: str | None  # when the next email not yet due becomes due
+    acts_now: bool
+    finished: bool  # closed, with nothing left to deliver
 
 
 @dataclass(frozen=True)
-class SendResult:
+class CloseRoundInput:
+    round_id: int
+    as_of: str
+
+
+@dataclass(frozen=True)
+class DeliverMailInput:
+    round_id: int | None  # None: email that belongs to no round
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
     sent: int
     refused: int
     retry_later: int
-    # The batch was full and nothing was refused for now: more invitations are probably due.
-    more_due: bool = False
+    more_due: bool  # the batch was full and the server accepting: more is probably due at once
+
+
+@dataclass(frozen=True)
+class ReconcileInput:
+    """Nothing to say: the reconciler reads everything it needs from the database."""
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    schedulers: int  # rounds whose scheduler was found running or started
+    woken: int  # of them, rounds with something due now that were told to look
+    mail_sent: int  # email of no round delivered

@@ -1,4 +1,4 @@
-"""The worker process: runs round schedulers and their activities."""
+"""The worker process: runs the round schedulers, the reconciler and their activities."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from notifications.smtp import EmailSender, SmtpSender
+from notifications.sending import EmailSender
+from notifications.smtp import SmtpSender
 from services.db import Database
-from services.outreach import smtp_config
+from services.outbox import smtp_config
 from services.settings import Settings
 from workflows.activities import RoundActivities
-from workflows.client import Scheduler, ensure_schedulers
+from workflows.client import Scheduler, ensure_reconciler, replace_outdated_schedulers
+from workflows.reconciler import ReconcilerWorkflow
 from workflows.round_workflow import ConsultationRoundWorkflow
 
 log = logging.getLogger(__name__)
@@ -25,24 +27,29 @@ def build_worker(client: Client, *, db: Database, sender: EmailSender, settings:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[ConsultationRoundWorkflow],
+        workflows=[ConsultationRoundWorkflow, ReconcilerWorkflow],
         activities=activities.all(),
         max_concurrent_activities=20,
-        # Let a batch that is sending finish and record what it sent before the worker stops.
+        # Let a delivery that is sending finish and record what it sent before the worker stops.
         graceful_shutdown_timeout=timedelta(seconds=30),
     )
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
-    """Connect, repair any open round without a scheduler, and work until `stop` is set (or forever)."""
+    """Connect, set up the reconciler, replace schedulers of older code, and work until `stop` is set."""
     db = Database(settings.database_url)
     sender = SmtpSender(smtp_config(settings))
-    scheduler = Scheduler(settings)
-    client = await scheduler.client()
+    client = await Scheduler(settings).client()
     try:
         async with build_worker(client, db=db, sender=sender, settings=settings):
-            started = await ensure_schedulers(db, scheduler)
-            log.info("worker on task queue %s; %d open round(s) scheduled", settings.task_queue, started)
+            replaced = await replace_outdated_schedulers(client, db, settings)
+            await ensure_reconciler(client, settings)
+            log.info(
+                "worker on task queue %s; %d scheduler(s) of older code replaced; reconciling every %d s",
+                settings.task_queue,
+                replaced,
+                settings.reconcile_every_seconds,
+            )
             await (stop or asyncio.Event()).wait()
     finally:
         await sender.close()

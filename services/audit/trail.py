@@ -91,8 +91,8 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
 
     The rows are written with plain INSERT and UPDATE statements, without model objects or the unit of
     work: this runs inside every write transaction, and the ORM's bookkeeping for objects nobody reads
-    back was a tenth of a sign-off. The statements run in one call into the synchronous session, as
-    each awaited statement of the async API costs a greenlet of its own."""
+    back is a noticeable part of a sign-off's cost. The statements run in one call into the synchronous
+    session, as each awaited statement of the async API costs a greenlet of its own."""
     if not events:
         return []
     return await session.run_sync(_append_many, events)

@@ -80,7 +80,7 @@ async def build_round(
     deadline: datetime | None = None,
     draft: bytes | None = None,
 ) -> BuiltRound:
-    """Registry, draft, round, launch and links, through the services as the scheduler would."""
+    """Registry, draft, round and launch (which issues the links), through the services."""
     round_id = await seed_round(
         db,
         deadline=deadline or datetime.now(UTC) + timedelta(days=7),
@@ -93,9 +93,7 @@ async def build_round(
     assert created is not None
     version_id = created.document_version_id
     async with db.write_session() as session:
-        assert await rounds.launch(session, round_id=created.id, actor=TEST_ACTOR)
-    async with db.write_session() as session:
-        await scheduling.open_round(session, round_id=created.id)
+        assert await rounds.launch(session, round_id=created.id, actor=TEST_ACTOR, settings=settings)
     async with db.session() as session:
         rows = (
             await session.exec(
@@ -1096,7 +1094,9 @@ async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(rev
     token, submission = csrf_of(page), submission_of(page)
     await set_deadline(review.db, review.built.round_id, datetime.now(UTC) - timedelta(seconds=1))
     async with review.db.write_session() as session:
-        assert await scheduling.close_round(session, round_id=review.built.round_id, now=datetime.now(UTC))
+        assert await scheduling.close_round(
+            session, round_id=review.built.round_id, now=datetime.now(UTC), settings=review.settings
+        )
     page = await review.page()
     text = page_text(page)
     assert "round is closed" in text
@@ -1186,8 +1186,8 @@ async def test_no_raw_token_is_stored_anywhere(review: Review) -> None:
             for row in (await session.execute(select_table(table))).all():
                 dumped = repr(tuple(row))
                 found.extend((table.name, token[:8]) for token in tokens if token in dumped)
-        # access_links, audit_events and sent_messages, as text, explicitly.
-        for name in ("access_links", "audit_events", "sent_messages"):
+        # The tables a token could end up in, as text, explicitly.
+        for name in ("access_links", "link_tokens", "audit_events", "outbox"):
             for row in (await session.execute(text(f"SELECT * FROM {name}"))).all():
                 dumped = " ".join(str(value) for value in row)
                 found.extend((name, token[:8]) for token in tokens if token in dumped)
@@ -1260,7 +1260,7 @@ async def test_a_sign_off_racing_the_close_never_both_win(db: Database, settings
         async def close() -> bool:
             async with db.write_session() as session:
                 return await scheduling.close_round(
-                    session, round_id=built.round_id, now=deadline + timedelta(seconds=1)
+                    session, round_id=built.round_id, now=deadline + timedelta(seconds=1), settings=settings
                 )
 
         signed, closed = await asyncio.gather(http.post(path + "/sign-off", data=form), close())

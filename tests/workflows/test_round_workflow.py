@@ -13,7 +13,8 @@ from sqlmodel import col, select
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from models.enums import Decision, RoundStatus, TaskStatus
+from models.enums import Decision, OutboxStatus, RoundStatus, TaskStatus
+from models.outbox import OutboxMessage
 from models.reviews import AccessLink, SignOffCreate
 from models.rounds import ReviewTask, Round
 from notifications.mailbox import DevMailbox
@@ -36,6 +37,11 @@ from workflows.client import Scheduler, launch_round, round_workflow_id
 
 THREE = ["ministry-of-interior", "ministry-of-finance", "municipality-tirane"]
 CLIENT = ClientInfo(ip="127.0.0.1", user_agent="pytest")
+
+
+async def outbox_of(db: Database, round_id: int) -> list[OutboxMessage]:
+    async with db.session() as session:
+        return list(await session.exec(select(OutboxMessage).where(OutboxMessage.round_id == round_id)))
 
 
 async def links_of(db: Database, round_id: int) -> list[AccessLink]:
@@ -95,7 +101,7 @@ async def test_launching_twice_starts_one_scheduler_and_one_invitation_each(stac
 
 async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> None:
     """Small batches so the restart lands between them; every invitation still arrives exactly once."""
-    settings = stack.settings.model_copy(update={"invitation_batch_size": 10})
+    settings = stack.settings.model_copy(update={"mail_batch_size": 10})
     await stack.worker.stop()
     worker = WorkerHandle(stack.client, stack.db, settings)
     await worker.start()
@@ -143,18 +149,18 @@ async def test_a_refused_invitation_is_recorded_shown_and_not_retried(
     round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), keys=THREE)
     await launch_round(stack.db, stack.scheduler, round_id=round_id, actor=TEST_ACTOR)
 
-    links_ = await eventually(
-        lambda: links_of(stack.db, round_id),
-        lambda found: len(found) == 6 and all(link.invited_at or link.invitation_error for link in found),
+    messages = await eventually(
+        lambda: outbox_of(stack.db, round_id),
+        lambda found: len(found) == 6 and all(row.status != OutboxStatus.pending for row in found),
     )
-    (bounced,) = [link for link in links_ if link.invitation_error]
-    assert bounced.email == refused
-    assert "550" in (bounced.invitation_error or "")
+    (bounced,) = [row for row in messages if row.status == OutboxStatus.failed]
+    assert bounced.to_email == refused
+    assert "550" in (bounced.last_error or "")
     assert stack.mailbox.count() == 5
     detail = (await stack.http.get(f"/api/v1/rounds/{round_id}", headers=stack.auditor)).json()
     finance = next(task for task in detail["tasks"] if task["organisation_key"] == "ministry-of-finance")
     assert finance["status"] == "invited"  # the focal point got theirs
-    assert finance["undeliverable"] == [f"{refused}: {bounced.invitation_error}"]
+    assert finance["undeliverable"] == [f"{refused}: {bounced.last_error}"]
     page = await stack.http.get(
         f"/api/v1/audit/events?round_id={round_id}&action=email.failed", headers=stack.auditor
     )
