@@ -1,10 +1,110 @@
-from sqlmodel import select
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel, select
 
 from models.audit import GENESIS_HASH, AuditChainHead
+from models.enums import OutboxStatus
+from models.outbox import OutboxMessage
+from models.reviews import AccessLink
+from notifications.mailbox import DevMailbox, SinkServer
+from notifications.smtp import SmtpSender
+from services import outbox, review_page, rounds
 from services.db import Database
+from services.hashing import sha256_hex
+from services.migrate import alembic_config
+from services.settings import Settings
+from tests.harness import TEST_ACTOR, seed_round
 
 
 async def test_migrated_database_starts_an_empty_audit_chain(db: Database) -> None:
     async with db.session() as session:
         head = (await session.exec(select(AuditChainHead))).one()
     assert (head.seq, head.hash) == (0, GENESIS_HASH)
+
+
+async def test_the_migrations_build_exactly_the_schema_the_models_describe(db: Database) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, SQLModel.metadata))
+
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def migrate_to(db: Database, url: str, revision: str, *, down: bool) -> None:
+    """Move an existing database (whose connections are all closed first) to `revision`."""
+    await db.dispose()
+
+    def run(connection: Connection) -> None:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+    database = Database(url)
+    try:
+        async with database.write_engine.connect() as connection:
+            await connection.run_sync(run)
+            await connection.commit()
+    finally:
+        await database.dispose()
+
+
+async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links_across_the_upgrade(
+    database_url: str, db: Database, settings: Settings, sink: SinkServer, mailbox: DevMailbox
+) -> None:
+    """Down to the schema before the outbox (sent_messages, one token per link) and up again: what was
+    sent stays on record, and every emailed link still opens its page."""
+    settings = settings.model_copy(update={"smtp_host": sink.host, "smtp_port": sink.port})
+    round_id = await seed_round(
+        db,
+        deadline=datetime.now(UTC) + timedelta(days=5),
+        keys=["ministry-of-interior", "ministry-of-finance"],
+    )
+    async with db.write_session() as session:
+        await rounds.launch(session, round_id=round_id, actor=TEST_ACTOR, settings=settings)
+    sender = SmtpSender(outbox.smtp_config(settings))
+    try:
+        assert (await outbox.deliver_due(db, sender, settings, round_id=round_id, limit=100)).sent == 4
+    finally:
+        await sender.close()
+    tokens = [
+        url.rsplit("/t/", 1)[1]
+        for entry in mailbox.list()
+        for url in mailbox.get(entry.key).links
+        if "/t/" in url
+    ]
+    assert len(tokens) == 4
+
+    await migrate_to(db, database_url, "0002", down=True)
+    before = Database(database_url)
+    try:
+        async with before.engine.connect() as connection:
+            sent = (await connection.execute(text("SELECT purpose_key, status FROM sent_messages"))).all()
+            hashed = (await connection.execute(text("SELECT token_sha256 FROM access_links"))).scalars().all()
+    finally:
+        await before.dispose()
+    assert len(sent) == 4
+    assert {status for _key, status in sent} == {"sent"}
+    assert all(key.startswith("invitation:") for key, _status in sent)
+    assert sorted(hashed) == sorted(sha256_hex(token) for token in tokens)
+
+    await migrate_to(db, database_url, "head", down=False)
+    after = Database(database_url)
+    try:
+        async with after.session() as session:
+            rows = (await session.exec(select(OutboxMessage))).all()
+            assert sorted(row.key for row in rows) == sorted(
+                f"invitation:{link.task_id}:{link.role}"
+                for link in (await session.exec(select(AccessLink))).all()
+            )
+            assert {row.status for row in rows} == {OutboxStatus.sent}
+            for token in tokens:
+                page = await review_page.review_page(session, token=token)
+                assert page.context.round.id == round_id
+    finally:
+        await after.dispose()

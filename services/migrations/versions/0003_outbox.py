@@ -97,7 +97,8 @@ def upgrade() -> None:
         """
     )
     op.drop_table("sent_messages")
-    with op.batch_alter_table("access_links", schema=None) as batch_op:
+    # In place, never by copying the table: comments, sign-offs and the outbox point at its rows.
+    with op.batch_alter_table("access_links", schema=None, recreate="never") as batch_op:
         batch_op.drop_index("ix_access_links_token_sha256")
         batch_op.drop_column("token_sha256")
         batch_op.drop_column("invitation_claimed_until")
@@ -105,7 +106,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("access_links", schema=None) as batch_op:
+    # In place, never by copying the table: comments, sign-offs and the outbox point at its rows.
+    with op.batch_alter_table("access_links", schema=None, recreate="never") as batch_op:
         batch_op.add_column(sa.Column("invitation_error", sa.String(length=1000), nullable=True))
         batch_op.add_column(sa.Column("invitation_claimed_until", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("token_sha256", sa.String(length=64), nullable=True))
