@@ -3,34 +3,53 @@
 SQLite: WAL, full fsync, and every write transaction starts with BEGIN IMMEDIATE on a single pooled
 connection, so writers in one process queue in the pool instead of spinning on SQLite's busy handler.
 Writers in other processes (the web workers, the scheduler's worker) queue on an advisory lock file
-next to the database before BEGIN IMMEDIATE, for the same reason: SQLite's busy handler polls with
-sleeps growing to 100 ms, so under load the process that just committed kept winning while the others
-slept, and their requests waited for seconds. Reads run on their own pool.
+next to the database before BEGIN IMMEDIATE (see services/sqlite_driver.py). Reads run on their own pool.
 PostgreSQL: one pool; write use cases lock the rows they check (and the audit chain head).
+
+Waiting on the database is bounded everywhere (see Limits): a request that cannot have its connection,
+its lock or its answer in time fails with a DBAPIError (or the pool's TimeoutError), which the web layer
+answers with 503, and the transaction is rolled back: a request that gave up commits nothing later.
 """
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import functools
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine.interfaces import ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services import sqlite_driver
+from services.settings import Settings, get_settings
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long one use of the database may wait, in seconds. None: no statement timeout."""
+
+    connect_timeout: float = 5.0
+    statement_timeout: float | None = 30.0
+    lock_timeout: float = 5.0
+    pool_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
+            lock_timeout=settings.db_lock_timeout_seconds,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
 
 
 def transactional(
@@ -67,15 +86,17 @@ def is_sqlite(url: str | URL) -> bool:
 
 
 def _sqlite_engine(
-    url: URL, *, for_writes: bool, pool_size: int, writer_lock: Path | None = None
+    url: URL, *, for_writes: bool, pool_size: int, limits: Limits, writer_lock: Path | None = None
 ) -> AsyncEngine:
-    begin = "BEGIN IMMEDIATE" if for_writes else "BEGIN"
+    begin = sqlite_driver.BEGIN_WRITE if for_writes else "BEGIN"
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_timeout=120,
-        async_creator=sqlite_driver.connector(url.database or ":memory:"),
+        pool_timeout=limits.pool_timeout,
+        async_creator=sqlite_driver.connector(
+            url.database or ":memory:", lock_timeout=limits.lock_timeout, writer_lock=writer_lock
+        ),
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -83,49 +104,73 @@ def _sqlite_engine(
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if writer_lock is not None:
-            _take_writer_lock(connection.connection.info, writer_lock)
         connection.exec_driver_sql(begin)
-
-    if writer_lock is not None:
-        # Released when the connection goes back to the pool, after its COMMIT or ROLLBACK.
-        @event.listens_for(engine.sync_engine, "checkin")
-        def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
-            _release_writer_lock(record.info)
-
-        @event.listens_for(engine.sync_engine, "close")
-        def _on_close(_dbapi_connection: Any, record: Any) -> None:
-            _release_writer_lock(record.info)
-            descriptor = record.info.pop("writer_lock_fd", None)
-            if descriptor is not None:
-                os.close(descriptor)
 
     return engine
 
 
-def _take_writer_lock(info: dict[str, Any], path: Path) -> None:
-    """Wait (in a thread, the event loop runs on) for this process's turn to write."""
-    if info.get("writer_locked"):
-        return
-    descriptor = info.get("writer_lock_fd")
-    if descriptor is None:
-        descriptor = info["writer_lock_fd"] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        await_only(asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX))
-    info["writer_locked"] = True
+def _milliseconds(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
 
 
-def _release_writer_lock(info: dict[str, Any]) -> None:
-    if info.pop("writer_locked", False):
-        fcntl.flock(info["writer_lock_fd"], fcntl.LOCK_UN)
+def _postgres_engine(url: URL, *, pool_size: int, limits: Limits) -> AsyncEngine:
+    server_settings = {"lock_timeout": _milliseconds(limits.lock_timeout)}
+    if limits.statement_timeout is not None:
+        server_settings["statement_timeout"] = _milliseconds(limits.statement_timeout)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=limits.pool_timeout,
+        # A connection the server has closed (a restart, pg_terminate_backend, an idle timeout) is
+        # noticed and replaced when it is taken from the pool, instead of failing the request using it.
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": limits.connect_timeout,
+            # The server cancels a slow statement itself; this is for a server or network gone silent,
+            # which would otherwise hold the request until TCP gives up.
+            "command_timeout": (
+                limits.statement_timeout + limits.connect_timeout
+                if limits.statement_timeout is not None
+                else None
+            ),
+            "server_settings": server_settings,
+        },
+    )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # asyncpg raises the socket's own errors (refused, timed out, unreachable), which SQLAlchemy
+        # passes on unwrapped; as the driver's error for "cannot connect" they are DBAPIErrors like any
+        # other failure of the database, with the SQLSTATE a server would give them.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as error:
+            translated = dialect.loaded_dbapi.OperationalError(
+                f"cannot connect to the database: {error!r}", error
+            )
+            translated.sqlstate = translated.pgcode = "08001"
+            raise translated from error
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _silent(context: ExceptionContext) -> BaseException | None:
+        # The command timeout (a TimeoutError) or a socket error in the middle of a statement: the
+        # connection is in an unknown state, so it is discarded, and the error is a DBAPIError.
+        original = context.original_exception
+        if context.sqlalchemy_exception is not None or not isinstance(original, OSError):
+            return None
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+        return exc.OperationalError(
+            context.statement, context.parameters, original, connection_invalidated=True
+        )
+
+    return engine
 
 
 @asynccontextmanager
@@ -147,27 +192,34 @@ async def _closing(session: AsyncSession) -> AsyncIterator[AsyncSession]:
 class Database:
     """The engines of one process. Use `session()` to read and `write_session()` to change data."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, limits: Limits | None = None) -> None:
+        """`limits` are the process's settings (ROUNDTABLE_DB_*_TIMEOUT_SECONDS) unless given."""
         self.url = async_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self.limits = limits if limits is not None else Limits.from_settings(get_settings())
         if self.is_sqlite:
             database = self.url.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(self.url, for_writes=False, pool_size=pool_size)
+            self.engine = _sqlite_engine(self.url, for_writes=False, pool_size=pool_size, limits=self.limits)
             self.write_engine = _sqlite_engine(
                 self.url,
                 for_writes=True,
                 pool_size=1,
+                limits=self.limits,
                 writer_lock=Path(f"{database}.writer-lock") if database and database != ":memory:" else None,
             )
         else:
-            self.engine = create_async_engine(self.url, pool_size=pool_size, max_overflow=pool_size)
+            self.engine = _postgres_engine(self.url, pool_size=pool_size, limits=self.limits)
             self.write_engine = self.engine
         self._read_sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int = 10) -> Database:
+        return cls(settings.database_url, pool_size=pool_size, limits=Limits.from_settings(settings))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

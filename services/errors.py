@@ -53,7 +53,21 @@ class PayloadTooLarge(DomainError):
 
 
 class ServiceUnavailable(DomainError):
-    """A part we depend on (the scheduler) cannot be reached; the request may be retried."""
+    """A part we depend on (the scheduler, the database) cannot be reached or is too busy; the request
+    may be retried after `retry_after` seconds (the Retry-After header)."""
 
     status_code = 503
     error = "unavailable"
+    retry_after = 5
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        error: str | None = None,
+        problems: list[str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail, error=error, problems=problems)
+        if retry_after is not None:
+            self.retry_after = retry_after

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
 
-from services.db import Database
+from services.db import Database, Limits
+from services.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -22,7 +24,11 @@ def alembic_config(url: str = "") -> Config:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`, in one transaction where the database allows it."""
-    database = Database(url)
+    # A migration may rewrite a large table: no statement timeout. The lock timeout stays, so that a
+    # migration waiting for a table that running processes use fails instead of queueing them all.
+    database = Database(
+        url, limits=dataclasses.replace(Limits.from_settings(get_settings()), statement_timeout=None)
+    )
 
     def run(connection: Connection) -> None:
         config = alembic_config(url)

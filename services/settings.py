@@ -31,6 +31,21 @@ class Settings(BaseSettings):
         default="sqlite:///.roundtable/roundtable.db",
         description="SQLAlchemy URL; sqlite:///path (embedded) or postgresql://user@host/db (production).",
     )
+    db_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Connecting to the database gives up after this (PostgreSQL)."
+    )
+    db_statement_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="A statement running longer is cancelled (PostgreSQL)."
+    )
+    db_lock_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="A write waiting longer for a lock (a row, or SQLite's write lock) gives up: 503.",
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=600, description="A request waiting longer for a pooled connection gets 503."
+    )
     temporal_address: str = Field(default="127.0.0.1:7233", description="host:port of the Temporal frontend.")
     temporal_namespace: str = Field(default="default", description="Temporal namespace the rounds run in.")
     task_queue: str = Field(default="roundtable", description="Temporal task queue of the worker.")

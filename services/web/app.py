@@ -17,9 +17,10 @@ from fastapi.templating import Jinja2Templates
 from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings, get_settings
-from services.web import errors
+from services.web import access, errors
 from services.web.api import audit, documents, health, me, organisations, rounds
 from services.web.pages import console, devmail, review
+from services.web.routes import PublicRoute
 from services.web.state import AppState
 from workflows.client import Scheduler
 
@@ -76,19 +77,21 @@ def create_app(
     app.state.roundtable = state
     errors.install(app)
 
-    api = APIRouter(prefix="/api/v1")
-    for module in (organisations, documents, rounds, audit, me):
-        api.include_router(module.router)
-    app.include_router(api)
-    app.include_router(health.router)
-    app.include_router(review.router)
-    app.include_router(console.router)
+    # Each router carries its whole prefix: its routes look up their lines in the access table by the
+    # paths they are served at.
+    for module in (organisations, documents, rounds, audit, me, health, review, console):
+        app.include_router(module.router)
     if settings.environment != "production":
         app.include_router(devmail.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
-
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        return RedirectResponse("/console", status_code=307)
-
+    app.include_router(front)
+    access.check(app, production=settings.is_production)
     return app
+
+
+front = APIRouter(include_in_schema=False, route_class=PublicRoute)
+
+
+@front.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/console", status_code=307)

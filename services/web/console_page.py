@@ -11,8 +11,8 @@ from fastapi.templating import Jinja2Templates
 from services.settings import Settings
 from services.users import Principal
 from services.web import csrf
+from services.web.access import CHANGERS
 
-ROLES_THAT_CHANGE = ("coordinator", "admin")
 # Shown after a redirect (?done=...); a reload shows the same page without doing anything again.
 NOTICES = {
     "created": "The round was created as a draft. Check it, then launch it to send the invitations.",
@@ -24,8 +24,8 @@ NOTICES = {
 
 
 def may_change(principal: Principal) -> bool:
-    """Coordinators and admins change data; auditors only read."""
-    return principal.role in ROLES_THAT_CHANGE
+    """Whether the page offers its forms: the console's forms are for the CHANGERS of the access table."""
+    return principal.role in CHANGERS
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,3 @@ class Page:
             status_code=status_code,
             headers={"Cache-Control": "no-store"},
         )
-
-    def check_csrf(self, submitted: str) -> None:
-        csrf.check(self.request, submitted, self.settings.secret_key)

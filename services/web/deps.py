@@ -1,4 +1,5 @@
-"""Every dependency the routers use, as Annotated aliases: the routers define none of their own.
+"""Every dependency the routers use, as Annotated aliases (the routers define none of their own), and the
+base of the forms they read.
 
 The cheap ones are `async def` although they never await: FastAPI runs a plain `def` dependency in a
 worker thread, and that hop cost more than the whole lookup on every request."""
@@ -6,35 +7,38 @@ worker thread, and that hop cost more than the whole lookup on every request."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from fastapi import Depends, File, Form, Path, Query, Request, Response, UploadFile
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, File, Form, Path, Query, Request, UploadFile, params
+from fastapi.security import HTTPBearer
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.enums import Role
 from models.users import CredentialKind
 from notifications.mailbox import DevMailbox
 from services import users
 from services.db import Database
-from services.errors import Forbidden, Unauthorized
+from services.errors import Unauthorized
 from services.links import ClientInfo
 from services.settings import Settings
 from services.users import Principal
-from services.web.console_page import Page, may_change
+from services.web.console_page import Page
 from services.web.state import AppState
 from workflows.client import Scheduler
 
 CONSOLE_COOKIE = "rt_session"
 
 
-async def app_state(request: Request) -> AppState:
+def web_state(request: Request) -> AppState:
     state: AppState = request.app.state.roundtable
     return state
+
+
+async def app_state(request: Request) -> AppState:
+    return web_state(request)
 
 
 State = Annotated[AppState, Depends(app_state)]
@@ -104,21 +108,50 @@ ActionQuery = Annotated[str | None, Query(max_length=64, description="Only event
 CountQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 PageNumberQuery = Annotated[int, Query(ge=1, le=MAX_ID)]
 
-# Forms and uploads. The pages read every field as optional text and check it themselves, so that a bad
-# or missing field gets the form back with a message rather than a bare validation error.
-FormText = Annotated[str, Form()]
-FormList = Annotated[list[str] | None, Form()]
-OptionalFile = Annotated[UploadFile | None, File()]
+# Uploads to the API.
 UploadedFile = Annotated[UploadFile, File()]
 DraftFile = Annotated[UploadFile, File(description="The draft: Markdown (.md) or Word (.docx).")]
 DraftTitle = Annotated[str, Form(max_length=500)]
 
-_bearer = HTTPBearer(auto_error=False)
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+class FormModel(BaseModel):
+    """A form as a page posts it: every field plain text with a default (or a file), so that whatever
+    arrives is read, and the page itself, not a bare validation error, says what is wrong with it.
+
+    The forms are in forms.py. A route reads one as `form: Submitted[TheForm]`; its route class checks the
+    form's CSRF token before anything else, and shows a refused form again with what was typed."""
+
+    csrf_token: str = ""
+
+    labels: ClassVar[Mapping[str, str] | None] = None
+    """Field name -> its label on the page, for the messages about it (errors.describe_validation);
+    None: named by their field names, in the words of the validation."""
+    messages: ClassVar[Mapping[str, str]] = {}
+    """The whole message for a field (`name`) or one kind of error on it (`name.error_type`)."""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        """What was typed, as the page fills its form in again; `path` holds the route's path parameters
+        (the comment being edited, say)."""
+        return {}
+
+
+FormT = TypeVar("FormT", bound=FormModel)
+Submitted = Annotated[FormT, Form()]
+"""The posted form, read as one FormModel."""
+
+
+def handed_over(model: type[FormModel], dependency: params.Depends) -> Any:
+    """A parameter of type `model` whose value `dependency` provides, for a signature built at run time
+    (routes.py hands a route the form its guard read)."""
+    return Annotated[model, dependency]
+
+
+BEARER = HTTPBearer(auto_error=False)
+"""The API's security scheme, as the OpenAPI spec shows it; ApiRoute does the authentication."""
 TOKEN_REQUIRED = "an API token is required: send 'Authorization: Bearer <token>'"  # noqa: S105 - a message
 
 
-async def _authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The principal behind the request's bearer token, or Unauthorized. Done once per request."""
     known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:
@@ -136,62 +169,30 @@ async def _authenticate(request: Request) -> Principal:
     return principal
 
 
-class ApiRoute(APIRoute):
-    """An API operation that checks the token before anything else, the body included: a request
-    without a valid token gets 401 and an auditor's write gets 403, whatever the request carries."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def authenticated(request: Request) -> Response:
-            principal = await _authenticate(request)
-            if request.method not in READ_METHODS and principal.role == Role.auditor:
-                raise Forbidden("the auditor role can read everything but change nothing")
-            return await handler(request)
-
-        return authenticated
+ApiPrincipal = Annotated[Principal, Depends(authenticate)]
+"""Whose token it is; the route's line in the access table decided that they may call it."""
 
 
-async def _api_principal(
-    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    return await _authenticate(request)
-
-
-ApiPrincipal = Annotated[Principal, Depends(_api_principal)]
-
-
-def _require(*roles: Role):  # type: ignore[no-untyped-def]
-    allowed = {str(role) for role in roles}
-
-    async def check(principal: ApiPrincipal) -> Principal:
-        if principal.role not in allowed:
-            raise Forbidden(
-                f"the {principal.role} role may not do this; it needs: {', '.join(sorted(allowed))}"
-            )
-        return principal
-
-    return check
-
-
-Reader = Annotated[Principal, Depends(_require(Role.coordinator, Role.auditor, Role.admin))]
-"""Anyone signed in: auditors read everything."""
-Coordinator = Annotated[Principal, Depends(_require(Role.coordinator, Role.admin))]
-"""Changes data: coordinators and admins, never auditors."""
-
-
-async def _console_principal(request: Request, db: DatabaseDep) -> Principal | None:
+async def console_principal(request: Request) -> Principal | None:
+    """Who is signed in to the console (its session cookie), or None. Looked up once per request."""
+    if getattr(request.state, "console_checked", False):
+        known: Principal | None = request.state.console_principal
+        return known
+    principal = None
     secret = request.cookies.get(CONSOLE_COOKIE)
-    if not secret:
-        return None
-    async with db.session() as session:
-        try:
-            return await users.authenticate(session, secret=secret, kind=CredentialKind.console)
-        except Unauthorized:
-            return None
+    if secret:
+        db: Database = request.app.state.roundtable.db
+        async with db.session() as session:
+            try:
+                principal = await users.authenticate(session, secret=secret, kind=CredentialKind.console)
+            except Unauthorized:
+                principal = None
+    request.state.console_principal = principal
+    request.state.console_checked = True
+    return principal
 
 
-ConsolePrincipal = Annotated[Principal | None, Depends(_console_principal)]
+ConsolePrincipal = Annotated[Principal | None, Depends(console_principal)]
 
 
 class SignInRequired(Exception):
@@ -202,38 +203,35 @@ class SignInRequired(Exception):
         self.next_path = next_path
 
 
+def sign_in_target(request: Request) -> str | None:
+    """Where to come back to after signing in: the page asked for; a form's target is no page to come back
+    to."""
+    if request.method != "GET":
+        return None
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
 async def _signed_in(request: Request, principal: ConsolePrincipal) -> Principal:
     if principal is None:
-        # After signing in, come back to the page asked for; a form's target is no page to come back to.
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise SignInRequired(here if request.method == "GET" else None)
+        raise SignInRequired(sign_in_target(request))
     return principal
 
 
 SignedIn = Annotated[Principal, Depends(_signed_in)]
+"""The signed-in user; the route's line in the access table decided that they may call it."""
 
 
-async def _changer(principal: SignedIn) -> Principal:
-    if not may_change(principal):
-        raise Forbidden(
-            f"You are signed in as {principal.role}: you can read everything in the console but change "
-            "nothing. Coordinators and admins make changes.",
-        )
-    return principal
+def console_page(request: Request, principal: Principal | None) -> Page:
+    state = web_state(request)
+    return Page(request, state.templates, state.settings, principal)
 
 
-Changer = Annotated[Principal, Depends(_changer)]
-"""A signed-in coordinator or admin; an auditor gets 403."""
+async def _console_page(request: Request, principal: SignedIn) -> Page:
+    return console_page(request, principal)
 
 
-async def _console_page(
-    request: Request, templates: Templates, settings: SettingsDep, principal: SignedIn
-) -> Page:
-    return Page(request, templates, settings, principal)
-
-
-async def _sign_in_page(request: Request, templates: Templates, settings: SettingsDep) -> Page:
-    return Page(request, templates, settings, None)
+async def _sign_in_page(request: Request) -> Page:
+    return console_page(request, None)
 
 
 ConsolePage = Annotated[Page, Depends(_console_page)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,9 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import DomainError
+from services.errors import DomainError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,82 @@ def is_bad_data(exc: BaseException) -> bool:
     return False
 
 
+RETRY_BUSY_SECONDS = 2
+"""Retry-After of a request that gave up waiting for a lock or a connection: the wait is usually short."""
+RETRY_UNREACHABLE_SECONDS = 5
+"""Retry-After of a request that found the database unreachable: a restart or a fail-over takes longer."""
+
+_BUSY_SQLSTATES = frozenset({"55P03", "57014", "40001", "40P01"})
+"""lock_not_available (lock_timeout), query_canceled (statement_timeout), serialization_failure,
+deadlock_detected: the statement gave up or was chosen to give way, and its transaction is rolled back."""
+_UNREACHABLE_SQLSTATE_PREFIXES = ("08", "53", "57P")
+"""Connection exceptions, insufficient resources (too many connections, out of memory or disk), operator
+intervention (shut down, crashed, starting up, pg_terminate_backend)."""
+_SQLITE_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_SQLITE_UNREACHABLE = frozenset({sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL})
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The error, the driver's error it wraps (`orig`) and what each was raised from."""
+    seen: set[int] = set()
+    pending: list[Any] = [exc]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend([current.__cause__, getattr(current, "orig", None)])
+
+
+def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """What to answer (503) when the database did not serve a request, as opposed to refusing it: too
+    busy (a lock or a statement that timed out, every pooled connection in use) or out of reach (refused,
+    timed out, lost, shut down). None for anything else, which is a bug.
+
+    Also for a bare TimeoutError or ConnectionError: what the database driver raises where SQLAlchemy
+    does not wrap it (a server gone silent under the check of a pooled connection), and whatever else
+    raises them has not answered either."""
+    if isinstance(exc, TimeoutError | ConnectionError):
+        return ServiceUnavailable(
+            "a part of the service did not answer in time. Try again in a moment.",
+            retry_after=RETRY_UNREACHABLE_SECONDS,
+        )
+    busy = ServiceUnavailable(
+        "the database is busy and this request gave up waiting for it; nothing was changed. "
+        "Try again in a moment.",
+        retry_after=RETRY_BUSY_SECONDS,
+    )
+    if isinstance(exc, PoolTimeout):
+        return busy
+    unreachable = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    for cause in _causes(exc):
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        sqlite_code = (getattr(cause, "sqlite_errorcode", 0) or 0) & 0xFF
+        if sqlstate in _BUSY_SQLSTATES or sqlite_code in _SQLITE_BUSY:
+            return busy
+        if (
+            sqlstate.startswith(_UNREACHABLE_SQLSTATE_PREFIXES)
+            or sqlite_code in _SQLITE_UNREACHABLE
+            or isinstance(cause, OSError)
+        ):
+            unreachable = True
+    if not unreachable:
+        return None
+    return ServiceUnavailable(
+        "the database cannot be reached at the moment. Try again in a moment.",
+        retry_after=RETRY_UNREACHABLE_SECONDS,
+    )
+
+
+def _driver_error(exc: BaseException) -> str:
+    """The driver's message, for a log line: not the statement and its parameters, which may hold
+    whatever a person typed."""
+    orig = getattr(exc, "orig", None)
+    shown = orig if isinstance(orig, BaseException) else exc
+    return f"{type(shown).__name__}: {shown}"
+
+
 def wants_html(request: Request) -> bool:
     """People get pages, programs get JSON: everything under /api/ is JSON, and so is a request that
     asks for JSON rather than HTML; the rest (review links opened from any mail client) gets a page."""
@@ -79,13 +158,52 @@ def _page(
     )
 
 
-def describe_validation(exc: RequestValidationError | ValidationError) -> list[str]:
+_REQUEST_PARTS = ("body", "query", "path")
+
+
+def describe_validation(
+    exc: RequestValidationError | ValidationError,
+    *,
+    labels: Mapping[str, str] | None = None,
+    messages: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What is wrong, one line per problem: the one translator of validation errors, for the API and every
+    form.
+
+    Without `labels` (programs, and forms that name no fields), each problem is its field's dotted place
+    and the validation's own words: "title: String should have at least 3 characters". A form for people
+    passes its field labels and gets words for them: "Your title or position: give at least 2 characters";
+    `messages` gives the whole line for a field (`name`) or for one kind of error on it (`name.type`)."""
     problems = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
-        message = str(error.get("msg", "invalid"))
-        problems.append(f"{where}: {message}" if where else message)
+        if labels is None:
+            where = ".".join(str(part) for part in error.get("loc", ()) if part not in _REQUEST_PARTS)
+            message = str(error.get("msg", "invalid"))
+            problems.append(f"{where}: {message}" if where else message)
+        else:
+            problems.append(_in_words(error, labels, messages or {}))
     return problems
+
+
+def _in_words(error: Any, labels: Mapping[str, str], messages: Mapping[str, str]) -> str:
+    name = str(error["loc"][0]) if error.get("loc") else ""
+    kind = error.get("type", "")
+    given = messages.get(f"{name}.{kind}") or messages.get(name)
+    if given:
+        return given
+    label = labels.get(name, name)
+    context = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(context.get("error", error.get("msg", "invalid")))
+    if kind == "string_too_short":
+        minimum = context.get("min_length", 1)
+        empty = minimum <= 1 or not str(error.get("input") or "").strip()
+        return f"{label}: this is required" if empty else f"{label}: give at least {minimum} characters"
+    if kind == "string_too_long":
+        return f"{label}: this is longer than the {context.get('max_length')} characters allowed"
+    if kind == "enum":
+        return f"{label}: choose one of {context.get('expected', 'the options offered')}"
+    return f"{label}: {error.get('msg', 'invalid')}"
 
 
 def install(app: FastAPI) -> None:
@@ -96,10 +214,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if exc.status_code == 503:
+            headers = {"Retry-After": str(getattr(exc, "retry_after", ServiceUnavailable.retry_after))}
         if wants_html(request):
-            return _page(
+            page = _page(
                 request, exc.status_code, exc.error.replace("_", " ").capitalize(), exc.detail, exc.problems
             )
+            if exc.status_code == 503 and headers:
+                page.headers.update(headers)
+            return page
         return JSONResponse(
             _body(exc.error, exc.detail, exc.problems), status_code=exc.status_code, headers=headers
         )
@@ -145,9 +268,17 @@ def install(app: FastAPI) -> None:
     async def database_error(request: Request, exc: Exception) -> Response:
         if is_bad_data(exc):
             return await out_of_range(request, exc)
+        unavailable = database_unavailable(exc)
+        if unavailable is not None:
+            where = redact(request.url.path)
+            log.warning("database unavailable on %s %s: %s", request.method, where, _driver_error(exc))
+            return await domain_error(request, unavailable)
         return await unexpected(request, exc)
 
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(PoolTimeout, database_error)
+    app.add_exception_handler(TimeoutError, database_error)
+    app.add_exception_handler(ConnectionError, database_error)
     app.add_exception_handler(OverflowError, out_of_range)
 
     app.add_exception_handler(Exception, unexpected)

@@ -8,18 +8,21 @@ without yielding, from opening the session to closing it.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+import asyncpg
+import pytest
+from sqlalchemy import func, text
 from sqlmodel import select
 
 from models.audit import Actor, AuditEvent
 from models.enums import ActorKind
 from services.audit import browse, trail, verify
-from services.db import Database
+from services.db import Database, Limits
 
 ACTOR = Actor(kind=ActorKind.system, id="test-db")
 
@@ -64,4 +67,56 @@ async def test_sqlite_reads_and_writes_run_to_their_end_without_yielding(
             lines = [line async for line in browse.export_lines(session)]
         assert verify.verify_lines(lines).ok
     finally:
+        await db.dispose()
+
+
+async def test_sqlite_connections_never_wait_for_a_lock_on_the_loop_thread(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    # SQLite's busy handler sleeps where the statement runs: on the event loop. Waits happen in a thread
+    # instead (services/sqlite_driver.py), so no connection may have a busy timeout of its own.
+    target = tmp_path / "roundtable.db"
+    shutil.copyfile(sqlite_template, target)
+    db = Database(f"sqlite:///{target}")
+    try:
+        async with db.session() as session:
+            assert (await session.exec(text("PRAGMA busy_timeout"))).one()[0] == 0
+        async with db.write_session() as session:
+            assert (await session.exec(text("PRAGMA busy_timeout"))).one()[0] == 0
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgresql_sessions_run_under_the_configured_timeouts(database_url: str) -> None:
+    db = Database(database_url, limits=Limits(statement_timeout=12, lock_timeout=2))
+    try:
+        async with db.session() as session:
+            shown = (
+                await session.exec(
+                    text("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')")
+                )
+            ).one()
+        assert tuple(shown) == ("12s", "2s")
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgresql_replaces_pooled_connections_the_server_has_closed(database_url: str) -> None:
+    db = Database(database_url)
+    admin = await asyncpg.connect(database_url)
+    try:
+        await asyncio.gather(*(count_events(db) for _ in range(4)))
+        pids = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert pids
+        for row in pids:
+            await admin.execute("SELECT pg_terminate_backend($1)", row["pid"])
+        assert await asyncio.gather(*(count_events(db) for _ in range(4))) == [0] * 4
+        await record_event(db)
+        assert await count_events(db) == 1
+    finally:
+        await admin.close()
         await db.dispose()

@@ -4,26 +4,26 @@ from fastapi import APIRouter, status
 
 from models.documents import DocumentRead
 from services import documents
+from services.web.access import API
 from services.web.deps import (
-    ApiRoute,
-    Coordinator,
+    ApiPrincipal,
     DraftFile,
     DraftTitle,
     IdPath,
-    Reader,
     ReadSession,
     UploadedFile,
     WriteSession,
 )
+from services.web.routes import ApiRoute
 from services.web.uploads import read_upload
 
-router = APIRouter(prefix="/documents", tags=["drafts"], route_class=ApiRoute)
+router = APIRouter(prefix=f"{API}/documents", tags=["drafts"], route_class=ApiRoute)
 
 
 @router.post("", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
 async def upload_document(
     session: WriteSession,
-    principal: Coordinator,
+    principal: ApiPrincipal,
     file: DraftFile,
     title: DraftTitle = "",
 ) -> DocumentRead:
@@ -39,18 +39,18 @@ async def upload_document(
 
 
 @router.get("", response_model=list[DocumentRead])
-async def list_documents(session: ReadSession, _principal: Reader) -> list[DocumentRead]:
+async def list_documents(session: ReadSession) -> list[DocumentRead]:
     return await documents.list_documents(session)
 
 
 @router.get("/{document_id}", response_model=DocumentRead)
-async def get_document(session: ReadSession, _principal: Reader, document_id: IdPath) -> DocumentRead:
+async def get_document(session: ReadSession, document_id: IdPath) -> DocumentRead:
     return await documents.get_document(session, document_id=document_id)
 
 
 @router.post("/{document_id}/versions", response_model=DocumentRead, status_code=status.HTTP_201_CREATED)
 async def upload_revision(
-    session: WriteSession, principal: Coordinator, document_id: IdPath, file: UploadedFile
+    session: WriteSession, principal: ApiPrincipal, document_id: IdPath, file: UploadedFile
 ) -> DocumentRead:
     """Add a revised draft (the text of a later round) as the document's next version."""
     upload = await read_upload(file)

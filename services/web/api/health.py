@@ -7,8 +7,9 @@ from fastapi.responses import JSONResponse
 
 from services.errors import ServiceUnavailable
 from services.web.deps import DatabaseDep, SchedulerDep
+from services.web.routes import PublicRoute
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=PublicRoute)
 CHECK_TIMEOUT_SECONDS = 5.0
 """A part that does not answer within this is reported unreachable (a silent network must not hang us)."""
 

@@ -4,9 +4,11 @@ from fastapi import APIRouter
 
 from models.enums import Role
 from models.users import MeRead
-from services.web.deps import ApiPrincipal, ApiRoute
+from services.web.access import API
+from services.web.deps import ApiPrincipal
+from services.web.routes import ApiRoute
 
-router = APIRouter(tags=["accounts"], route_class=ApiRoute)
+router = APIRouter(prefix=API, tags=["accounts"], route_class=ApiRoute)
 
 
 @router.get("/me", response_model=MeRead)

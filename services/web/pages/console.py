@@ -1,76 +1,56 @@
 """The coordinator console under /console: signed-in pages over the same use cases as the JSON API.
 
 Coordinators and admins change things through POST forms (each with a CSRF token); auditors see every
-page without the forms, and any POST of theirs is refused. GET never changes anything.
+page without the forms, and any POST of theirs is refused (both as the access table says: ConsoleRoute).
+A refused form comes back on its page with the message and what was typed (`@shows_refused`). GET never
+changes anything.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import OrganisationKind, RoundStatus
-from models.rounds import RoundCreate
 from services import documents, exports, organisations, rounds, users
 from services.audit import browse
-from services.errors import DomainError, InvalidInput, TooManyRequests, Unauthorized
-from services.formatting import parse_local_datetime
+from services.errors import InvalidInput, TooManyRequests, Unauthorized
 from services.web import console_views
 from services.web.console_page import Page
-from services.web.csrf import secure_cookies
+from services.web.csrf import CsrfFailed, secure_cookies
 from services.web.deps import (
     CONSOLE_COOKIE,
-    Changer,
     Client,
     ConsolePage,
     ConsolePrincipal,
     CountQuery,
     DatabaseDep,
-    FormList,
-    FormText,
     IdPath,
-    OptionalFile,
     ReadSession,
     SchedulerDep,
     SeqQuery,
+    SettingsDep,
+    SignedIn,
     SignInPage,
-    SignInRequired,
+    Submitted,
     WriteSession,
+    console_page,
+    console_principal,
     parse_id,
 )
-from services.web.errors import describe_validation
 from services.web.exports import download
-from services.web.uploads import read_upload
+from services.web.forms import CsrfForm, DraftForm, RegistryForm, RevisionForm, RoundForm, SignInForm
+from services.web.routes import LOGIN_PATH, ConsoleRoute, Refused, shows_refused
 from workflows.client import launch_round
 
-LOGIN_PATH = "/console/login"
 AUDIT_PAGE_SIZE = 100
-
-
-class ConsoleRoute(APIRoute):
-    """Turns SignInRequired, raised while resolving a route's dependencies, into a 303 to sign in."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except SignInRequired as exc:
-                target = LOGIN_PATH + (f"?next={quote(exc.next_path, safe='/')}" if exc.next_path else "")
-                return RedirectResponse(target, status_code=303)
-
-        return handle
-
 
 router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
@@ -85,13 +65,19 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _problem(exc: DomainError | ValidationError) -> tuple[int, str, list[str]]:
-    """Status, message and itemised problems of a bad submission, for showing the form again."""
-    if isinstance(exc, ValidationError):
-        problems = describe_validation(exc)
-        return 422, "; ".join(problems), []
+async def _signed_in_page(request: Request) -> Page:
+    return console_page(request, await console_principal(request))
+
+
+def _shown(refused: Refused) -> dict[str, Any]:
+    """How a console page shows a refused form: its status, message and itemised problems."""
+    if isinstance(refused.error, CsrfFailed):
+        raise refused.error  # a forged or stale form is not the page's to show: the error page says so
+    if isinstance(refused.error, ValidationError):
+        return {"status_code": 422, "error": refused.message, "problems": []}
     # A form field naming something that does not exist is a bad form, not a missing page.
-    return (422 if exc.status_code == 404 else exc.status_code), exc.detail, exc.problems
+    status_code = 422 if refused.status_code == 404 else refused.status_code
+    return {"status_code": status_code, "error": refused.message, "problems": refused.problems}
 
 
 # --------------------------------------------------------------------------------- sign in and out
@@ -104,28 +90,26 @@ async def login_form(page: SignInPage, principal: ConsolePrincipal, next: str = 
     return page.render("console/login.html", {"email": "", "next": safe_next(next)})
 
 
+async def _sign_in_refused(request: Request, _session: AsyncSession, refused: Refused) -> Response:
+    if not isinstance(refused.error, Unauthorized | TooManyRequests):
+        raise refused.error
+    typed = refused.form.typed(request.path_params)
+    message = "Wrong email or password." if isinstance(refused.error, Unauthorized) else refused.message
+    return console_page(request, None).render(
+        "console/login.html",
+        {"email": typed["email"], "next": safe_next(typed["next"]), "error": message},
+        status_code=refused.status_code,
+    )
+
+
 @router.post("/login")
+@shows_refused(_sign_in_refused)
 async def login(
-    page: SignInPage,
-    session: WriteSession,
-    client: Client,
-    csrf_token: FormText = "",
-    email: FormText = "",
-    password: FormText = "",
-    next: FormText = "",
+    session: WriteSession, client: Client, settings: SettingsDep, form: Submitted[SignInForm]
 ) -> Response:
-    page.check_csrf(csrf_token)
-    try:
-        # Failures count per email and address: a stranger guessing cannot lock the owner out elsewhere.
-        _principal, secret = await users.sign_in(session, email=email, password=password, ip=client.ip)
-    except (Unauthorized, TooManyRequests) as exc:
-        message = "Wrong email or password." if isinstance(exc, Unauthorized) else exc.detail
-        return page.render(
-            "console/login.html",
-            {"email": email, "next": safe_next(next), "error": message},
-            status_code=exc.status_code,
-        )
-    response = RedirectResponse(safe_next(next), status_code=303)
+    # Failures count per email and address: a stranger guessing cannot lock the owner out elsewhere.
+    _principal, secret = await users.sign_in(session, email=form.email, password=form.password, ip=client.ip)
+    response = RedirectResponse(safe_next(form.next), status_code=303)
     response.set_cookie(
         CONSOLE_COOKIE,
         secret,
@@ -133,14 +117,13 @@ async def login(
         path="/console",
         httponly=True,
         samesite="lax",
-        secure=secure_cookies(page.settings),
+        secure=secure_cookies(settings),
     )
     return response
 
 
 @router.post("/logout")
-async def logout(page: SignInPage, session: WriteSession, csrf_token: FormText = "") -> Response:
-    page.check_csrf(csrf_token)
+async def logout(page: SignInPage, session: WriteSession, _form: Submitted[CsrfForm]) -> Response:
     secret = page.request.cookies.get(CONSOLE_COOKIE)
     if secret:
         await users.sign_out(session, secret=secret)
@@ -203,74 +186,18 @@ async def new_round(page: ConsolePage, session: ReadSession) -> Response:
     return await _new_round_form(page, session, form)
 
 
-def _round_create(form: dict[str, Any], timezone: str) -> RoundCreate:
-    """The typed form as a RoundCreate; InvalidInput or ValidationError says what is wrong."""
-    version_id = parse_id(form["document_version_id"])
-    if version_id is None:
-        raise InvalidInput("Choose the draft version the round consults on.")
-    mode = form["organisations"]
-    keys: list[str] | None = None
-    kinds: list[str] | None = None
-    if mode == "kinds":
-        kinds = form["organisation_kinds"]
-        if not kinds:
-            raise InvalidInput("Tick at least one kind of organisation, or choose another way to pick them.")
-    elif mode == "keys":
-        keys = [key for key in re.split(r"[\s,;]+", form["organisation_keys"]) if key]
-        if not keys:
-            raise InvalidInput("List at least one organisation key (one per line).")
-    elif mode != "all":
-        raise InvalidInput("Choose which organisations are consulted.")
-    # Section boxes of every version are on the form; only those of the chosen version count.
-    prefix = f"{version_id}:"
-    numbers = [value.removeprefix(prefix) for value in form["sections"] or [] if value.startswith(prefix)]
-    if not numbers:
-        raise InvalidInput("Tick at least one section of the chosen draft to consult on.")
-    return RoundCreate(
-        title=form["title"].strip(),  # RoundCreate checks the length before it strips
-        document_version_id=version_id,
-        deadline=parse_local_datetime(form["deadline"], timezone=timezone),
-        organisation_keys=keys,
-        organisation_kinds=kinds,  # type: ignore[arg-type]  # pydantic checks the kinds
-        section_numbers=numbers,
-    )
+async def _new_round_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
+    page = await _signed_in_page(request)
+    return await _new_round_form(page, session, refused.form.typed(request.path_params), **_shown(refused))
 
 
 @router.post("/rounds")
+@shows_refused(_new_round_refused)
 async def create_round(
-    page: ConsolePage,
-    principal: Changer,
-    session: WriteSession,
-    read_session: ReadSession,
-    csrf_token: FormText = "",
-    title: FormText = "",
-    document_version_id: FormText = "",
-    deadline: FormText = "",
-    organisations: FormText = "all",
-    organisation_kinds: FormList = None,
-    organisation_keys: FormText = "",
-    sections: FormList = None,
+    principal: SignedIn, session: WriteSession, settings: SettingsDep, form: Submitted[RoundForm]
 ) -> Response:
-    page.check_csrf(csrf_token)
-    form: dict[str, Any] = {
-        "title": title,
-        "document_version_id": document_version_id,
-        "deadline": deadline,
-        "organisations": organisations,
-        "organisation_kinds": organisation_kinds or [],
-        "organisation_keys": organisation_keys,
-        "sections": sections or [],
-    }
-    try:
-        data = _round_create(form, page.settings.timezone)
-        created = await rounds.create_round(
-            session, data=data, actor=principal.actor, user_id=principal.user_id
-        )
-    except (DomainError, ValidationError) as exc:
-        status_code, error, problems = _problem(exc)
-        return await _new_round_form(
-            page, read_session, form, status_code=status_code, error=error, problems=problems
-        )
+    data = form.round_create(settings.timezone)
+    created = await rounds.create_round(session, data=data, actor=principal.actor, user_id=principal.user_id)
     return RedirectResponse(f"/console/rounds/{created.id}?done=created", status_code=303)
 
 
@@ -285,15 +212,13 @@ async def round_page(page: ConsolePage, session: ReadSession, round_id: IdPath) 
 
 @router.post("/rounds/{round_id}/launch")
 async def launch(
-    page: ConsolePage,
-    principal: Changer,
+    principal: SignedIn,
     db: DatabaseDep,
     scheduler: SchedulerDep,
     round_id: IdPath,
-    csrf_token: FormText = "",
+    _form: Submitted[CsrfForm],
 ) -> Response:
     """Open the round and start its scheduler; launching twice starts nothing new."""
-    page.check_csrf(csrf_token)
     launched = await launch_round(db, scheduler, round_id=round_id, actor=principal.actor)
     done = "launched" if launched else "already-open"
     return RedirectResponse(f"/console/rounds/{round_id}?done={done}", status_code=303)
@@ -354,25 +279,19 @@ async def registry(
     return await _registry_page(page, session, kind, imported=counts)
 
 
+async def _registry_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
+    page = await _signed_in_page(request)
+    return await _registry_page(page, session, **_shown(refused))
+
+
 @router.post("/organisations/import")
+@shows_refused(_registry_refused)
 async def import_registry(
-    page: ConsolePage,
-    principal: Changer,
-    session: WriteSession,
-    read_session: ReadSession,
-    csrf_token: FormText = "",
-    file: OptionalFile = None,
+    principal: SignedIn, session: WriteSession, form: Submitted[RegistryForm]
 ) -> Response:
     """Create or update organisations from a CSV file; a file with any bad line imports nothing."""
-    page.check_csrf(csrf_token)
-    try:
-        upload = await read_upload(file, missing="Choose the CSV file to import.")
-        result = await organisations.import_csv(session, content=upload.content, actor=principal.actor)
-    except DomainError as exc:
-        status_code, error, problems = _problem(exc)
-        return await _registry_page(
-            page, read_session, status_code=status_code, error=error, problems=problems
-        )
+    upload = await form.upload()
+    result = await organisations.import_csv(session, content=upload.content, actor=principal.actor)
     return RedirectResponse(
         f"/console/organisations?created={result.created}&updated={result.updated}&unchanged={result.unchanged}",
         status_code=303,
@@ -412,70 +331,45 @@ async def drafts(page: ConsolePage, session: ReadSession) -> Response:
     return await _drafts_page(page, session)
 
 
+async def _draft_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
+    page = await _signed_in_page(request)
+    title = refused.form.typed(request.path_params)["title"]
+    return await _drafts_page(page, session, failed_form="new", title=title, **_shown(refused))
+
+
 @router.post("/documents")
-async def upload_draft(
-    page: ConsolePage,
-    principal: Changer,
-    session: WriteSession,
-    read_session: ReadSession,
-    csrf_token: FormText = "",
-    title: FormText = "",
-    file: OptionalFile = None,
-) -> Response:
+@shows_refused(_draft_refused)
+async def upload_draft(principal: SignedIn, session: WriteSession, form: Submitted[DraftForm]) -> Response:
     """Import a Markdown or Word draft as a new document; its `##` headings become the sections."""
-    page.check_csrf(csrf_token)
-    try:
-        upload = await read_upload(file, missing="Choose the draft file to upload (.md or .docx).")
-        document = await documents.create_document(
-            session, title=title, filename=upload.filename, content=upload.content, actor=principal.actor
-        )
-    except DomainError as exc:
-        status_code, error, problems = _problem(exc)
-        return await _drafts_page(
-            page,
-            read_session,
-            status_code=status_code,
-            error=error,
-            problems=problems,
-            failed_form="new",
-            title=title,
-        )
+    upload = await form.upload()
+    document = await documents.create_document(
+        session, title=form.title, filename=upload.filename, content=upload.content, actor=principal.actor
+    )
     return RedirectResponse(f"/console/documents?done=uploaded#document-{document.id}", status_code=303)
 
 
+async def _revision_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
+    if refused.status_code == 404:
+        raise refused.error  # the document in the path does not exist: there is no form to show again
+    page = await _signed_in_page(request)
+    failed_form = f"document-{parse_id(request.path_params['document_id'])}"
+    return await _drafts_page(page, session, failed_form=failed_form, **_shown(refused))
+
+
 @router.post("/documents/{document_id}/versions")
+@shows_refused(_revision_refused)
 async def upload_revision(
-    page: ConsolePage,
-    principal: Changer,
-    session: WriteSession,
-    read_session: ReadSession,
-    document_id: IdPath,
-    csrf_token: FormText = "",
-    file: OptionalFile = None,
+    principal: SignedIn, session: WriteSession, document_id: IdPath, form: Submitted[RevisionForm]
 ) -> Response:
     """Add a revised draft (the text of the next round) as the document's next version."""
-    page.check_csrf(csrf_token)
-    try:
-        upload = await read_upload(file, missing="Choose the revised draft file to upload (.md or .docx).")
-        await documents.add_version(
-            session,
-            document_id=document_id,
-            filename=upload.filename,
-            content=upload.content,
-            actor=principal.actor,
-        )
-    except DomainError as exc:
-        if exc.status_code == 404:
-            raise
-        status_code, error, problems = _problem(exc)
-        return await _drafts_page(
-            page,
-            read_session,
-            status_code=status_code,
-            error=error,
-            problems=problems,
-            failed_form=f"document-{document_id}",
-        )
+    upload = await form.upload()
+    await documents.add_version(
+        session,
+        document_id=document_id,
+        filename=upload.filename,
+        content=upload.content,
+        actor=principal.actor,
+    )
     return RedirectResponse(f"/console/documents?done=revised#document-{document_id}", status_code=303)
 
 
@@ -505,6 +399,6 @@ async def audit_events(
 
 
 @router.get("/audit/export")
-async def audit_export_download(_page: ConsolePage, db: DatabaseDep) -> StreamingResponse:
+async def audit_export_download(db: DatabaseDep) -> StreamingResponse:
     """The whole hash chain as JSON Lines; check it with `roundtable audit verify FILE`."""
     return download(exports.audit_trail(db))

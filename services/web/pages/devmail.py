@@ -19,9 +19,11 @@ from markupsafe import Markup, escape
 from notifications.mailbox import DevMailbox, MailboxEntry
 from services.errors import NotFound
 from services.web import csrf
-from services.web.deps import CountQuery, FormText, Mailbox, PageNumberQuery, SettingsDep, Templates
+from services.web.deps import CountQuery, Mailbox, PageNumberQuery, SettingsDep, Submitted, Templates
+from services.web.forms import CsrfForm
+from services.web.routes import PublicRoute
 
-router = APIRouter(prefix="/dev/mail", include_in_schema=False)
+router = APIRouter(prefix="/dev/mail", include_in_schema=False, route_class=PublicRoute)
 
 MESSAGES_PER_PAGE = 50
 # The same notion of a link as notifications.mailbox.parse_links, but with positions, to linkify text.
@@ -110,8 +112,7 @@ def inbox(
 
 
 @router.post("/clear")
-def clear(request: Request, settings: SettingsDep, mailbox: Mailbox, csrf_token: FormText = "") -> Response:
-    csrf.check(request, csrf_token, settings.secret_key)
+def clear(mailbox: Mailbox, _form: Submitted[CsrfForm]) -> Response:
     removed = mailbox.clear()
     return RedirectResponse(f"/dev/mail?cleared={removed}", status_code=303)
 

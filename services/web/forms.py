@@ -1,0 +1,248 @@
+"""The forms the pages post, one model each, and how each becomes the input of its use case.
+
+Every field is plain text with a default (FormModel), so that a form with a field missing or mangled is
+read all the same, and refused with a message on its page and what was typed. Turning it into the use
+case's input (`comment()`, `round_create()`, `upload()`, ...) is where it is checked: those raise
+InvalidInput, or the ValidationError of the input model, which the route's class shows on the page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import UploadFile
+
+from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
+from models.rounds import RoundCreate
+from services.errors import InvalidInput
+from services.formatting import parse_local_datetime
+from services.web.deps import FormModel, parse_id
+from services.web.uploads import Uploaded, read_upload
+
+NUL_REFUSED = "the text contains a NUL character, which cannot be stored; remove it and try again"
+
+
+def _refuse_nul(*values: str) -> None:
+    if any("\x00" in value for value in values):
+        raise InvalidInput(NUL_REFUSED)
+
+
+class CsrfForm(FormModel):
+    """A form that is only its button: launching, signing out, withdrawing a comment, clearing the
+    mailbox."""
+
+
+# ------------------------------------------------------------------------------- the review page
+
+REVIEW_LABELS = {
+    "section_id": "Section",
+    "paragraph": "Paragraph",
+    "kind": "Type",
+    "body": "Comment",
+    "proposed_wording": "Proposed wording",
+    "decision": "Decision",
+    "statement": "Statement",
+    "signer_name": "Your full name",
+    "signer_title": "Your title or position",
+}
+FORM_INCOMPLETE = (
+    "the form is incomplete or comes from an old copy of this page; check it below and submit it again"
+)
+REVIEW_MESSAGES = {"submission_id": FORM_INCOMPLETE, "body.string_too_short": "the comment is empty"}
+
+
+class ReviewForm(FormModel):
+    labels = REVIEW_LABELS
+    messages = REVIEW_MESSAGES
+
+
+class CommentForm(ReviewForm):
+    """A new comment on a section. Its submission_id makes a repeated submission (a double click, a
+    resent form) the comment recorded the first time."""
+
+    submission_id: str = ""
+    section_id: str = ""
+    body: str = ""
+    kind: str = "general"
+    paragraph: str = ""
+    proposed_wording: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "section_id": parse_id(self.section_id),
+            "submission_id": self.submission_id,
+            "body": self.body,
+            "kind": self.kind,
+            "paragraph": self.paragraph,
+            "proposed_wording": self.proposed_wording,
+        }
+
+    def comment(self) -> CommentCreate:
+        _refuse_nul(self.submission_id, self.body, self.kind, self.paragraph, self.proposed_wording)
+        section = parse_id(self.section_id)
+        if section is None:
+            raise InvalidInput("choose the section your comment is about")
+        return CommentCreate.model_validate(
+            {
+                "section_id": section,
+                "body": self.body,
+                "kind": self.kind,
+                "paragraph": self.paragraph,
+                "proposed_wording": self.proposed_wording,
+                "submission_id": self.submission_id,
+            }
+        )
+
+
+class CommentEditForm(ReviewForm):
+    """A comment changed: the comment is the one in the route's path."""
+
+    body: str = ""
+    kind: str = "general"
+    paragraph: str = ""
+    proposed_wording: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "editing": parse_id(path.get("comment_id", "")),
+            "body": self.body,
+            "kind": self.kind,
+            "paragraph": self.paragraph,
+            "proposed_wording": self.proposed_wording,
+        }
+
+    def comment(self) -> CommentUpdate:
+        _refuse_nul(self.body, self.kind, self.paragraph, self.proposed_wording)
+        return CommentUpdate.model_validate(
+            {
+                "body": self.body,
+                "kind": self.kind,
+                "paragraph": self.paragraph,
+                "proposed_wording": self.proposed_wording,
+            }
+        )
+
+
+class SignOffForm(ReviewForm):
+    submission_id: str = ""
+    decision: str = ""
+    statement: str = ""
+    signer_name: str = ""
+    signer_title: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "submission_id": self.submission_id,
+            "decision": self.decision,
+            "statement": self.statement,
+            "signer_name": self.signer_name,
+            "signer_title": self.signer_title,
+        }
+
+    def sign_off(self) -> SignOffCreate:
+        _refuse_nul(self.submission_id, self.decision, self.statement, self.signer_name, self.signer_title)
+        return SignOffCreate.model_validate(
+            {
+                "decision": self.decision,
+                "statement": self.statement,
+                "signer_name": self.signer_name,
+                "signer_title": self.signer_title,
+                "submission_id": self.submission_id,
+            }
+        )
+
+
+# ---------------------------------------------------------------------------------------- the console
+
+
+class SignInForm(FormModel):
+    email: str = ""
+    password: str = ""
+    next: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"email": self.email, "next": self.next}  # never the password
+
+
+class RoundForm(FormModel):
+    """A new round. It names no labels: its messages name the fields as the API does (`title: ...`)."""
+
+    title: str = ""
+    document_version_id: str = ""
+    deadline: str = ""
+    organisations: str = "all"
+    organisation_kinds: list[str] = []
+    organisation_keys: str = ""
+    sections: list[str] = []
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "document_version_id": self.document_version_id,
+            "deadline": self.deadline,
+            "organisations": self.organisations,
+            "organisation_kinds": self.organisation_kinds,
+            "organisation_keys": self.organisation_keys,
+            "sections": self.sections,
+        }
+
+    def round_create(self, timezone: str) -> RoundCreate:
+        """The round as the use case takes it; InvalidInput or ValidationError says what is wrong."""
+        version_id = parse_id(self.document_version_id)
+        if version_id is None:
+            raise InvalidInput("Choose the draft version the round consults on.")
+        mode = self.organisations
+        keys: list[str] | None = None
+        kinds: list[str] | None = None
+        if mode == "kinds":
+            kinds = self.organisation_kinds
+            if not kinds:
+                raise InvalidInput(
+                    "Tick at least one kind of organisation, or choose another way to pick them."
+                )
+        elif mode == "keys":
+            keys = [key for key in re.split(r"[\s,;]+", self.organisation_keys) if key]
+            if not keys:
+                raise InvalidInput("List at least one organisation key (one per line).")
+        elif mode != "all":
+            raise InvalidInput("Choose which organisations are consulted.")
+        # Section boxes of every version are on the form; only those of the chosen version count.
+        prefix = f"{version_id}:"
+        numbers = [value.removeprefix(prefix) for value in self.sections if value.startswith(prefix)]
+        if not numbers:
+            raise InvalidInput("Tick at least one section of the chosen draft to consult on.")
+        return RoundCreate(
+            title=self.title.strip(),  # RoundCreate checks the length before it strips
+            document_version_id=version_id,
+            deadline=parse_local_datetime(self.deadline, timezone=timezone),
+            organisation_keys=keys,
+            organisation_kinds=kinds,  # type: ignore[arg-type]  # pydantic checks the kinds
+            section_numbers=numbers,
+        )
+
+
+class RegistryForm(FormModel):
+    file: UploadFile | None = None
+
+    async def upload(self) -> Uploaded:
+        return await read_upload(self.file, missing="Choose the CSV file to import.")
+
+
+class DraftForm(FormModel):
+    title: str = ""
+    file: UploadFile | None = None
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"title": self.title}
+
+    async def upload(self) -> Uploaded:
+        return await read_upload(self.file, missing="Choose the draft file to upload (.md or .docx).")
+
+
+class RevisionForm(FormModel):
+    file: UploadFile | None = None
+
+    async def upload(self) -> Uploaded:
+        return await read_upload(self.file, missing="Choose the revised draft file to upload (.md or .docx).")
