@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -24,6 +25,15 @@ def alembic_config(url: str = "") -> Config:
 
 async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`, in one transaction where the database allows it."""
+    await _migrate(url, command.upgrade, revision)
+
+
+async def downgrade(url: str, revision: str) -> None:
+    """Take the database at `url` back to `revision` (every connection to it should be closed)."""
+    await _migrate(url, command.downgrade, revision)
+
+
+async def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
     # A migration may rewrite a large table: no statement timeout. The lock timeout stays, so that a
     # migration waiting for a table that running processes use fails instead of queueing them all.
     database = Database(
@@ -33,7 +43,7 @@ async def upgrade(url: str, revision: str = "head") -> None:
     def run(connection: Connection) -> None:
         config = alembic_config(url)
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     try:
         async with database.write_engine.connect() as connection:

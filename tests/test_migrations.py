@@ -1,6 +1,5 @@
 from datetime import UTC, datetime, timedelta
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
@@ -16,7 +15,7 @@ from notifications.smtp import SmtpSender
 from services import outbox, review_page, rounds
 from services.db import Database
 from services.hashing import sha256_hex
-from services.migrate import alembic_config
+from services.migrate import downgrade, upgrade
 from services.settings import Settings
 from tests.harness import TEST_ACTOR, seed_round
 
@@ -34,24 +33,6 @@ async def test_the_migrations_build_exactly_the_schema_the_models_describe(db: D
 
     async with db.engine.connect() as connection:
         assert await connection.run_sync(differences) == []
-
-
-async def migrate_to(db: Database, url: str, revision: str, *, down: bool) -> None:
-    """Move an existing database (whose connections are all closed first) to `revision`."""
-    await db.dispose()
-
-    def run(connection: Connection) -> None:
-        config = alembic_config(url)
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
-
-    database = Database(url)
-    try:
-        async with database.write_engine.connect() as connection:
-            await connection.run_sync(run)
-            await connection.commit()
-    finally:
-        await database.dispose()
 
 
 async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links_across_the_upgrade(
@@ -80,7 +61,8 @@ async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links
     ]
     assert len(tokens) == 4
 
-    await migrate_to(db, database_url, "0002", down=True)
+    await db.dispose()
+    await downgrade(database_url, "0002")
     before = Database(database_url)
     try:
         async with before.engine.connect() as connection:
@@ -93,7 +75,7 @@ async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links
     assert all(key.startswith("invitation:") for key, _status in sent)
     assert sorted(hashed) == sorted(sha256_hex(token) for token in tokens)
 
-    await migrate_to(db, database_url, "head", down=False)
+    await upgrade(database_url)
     after = Database(database_url)
     try:
         async with after.session() as session:

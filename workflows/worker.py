@@ -37,7 +37,7 @@ def build_worker(client: Client, *, db: Database, sender: EmailSender, settings:
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Connect, set up the reconciler, replace schedulers of older code, and work until `stop` is set."""
-    db = Database(settings.database_url)
+    db = Database.from_settings(settings)
     sender = SmtpSender(smtp_config(settings))
     client = await Scheduler(settings).client()
     try:

@@ -121,7 +121,7 @@ def users_create(
         raise typer.Exit(2) from None
 
     async def create() -> str:
-        database = Database(get_settings().database_url)
+        database = Database.from_settings(get_settings())
         try:
             async with database.write_session() as session:
                 user, token = await users.create_user(session, data=data, actor=CLI_ACTOR)
@@ -140,7 +140,7 @@ def users_token(email: Annotated[str, typer.Option(help="Whose token.")]) -> Non
     from services.db import Database
 
     async def issue() -> str:
-        database = Database(get_settings().database_url)
+        database = Database.from_settings(get_settings())
         try:
             async with database.write_session() as session:
                 return await users.issue_api_token(session, email=email, label="cli", actor=CLI_ACTOR)
@@ -191,7 +191,7 @@ def audit_export(
     from services.db import Database
 
     async def export() -> None:
-        database = Database(get_settings().database_url)
+        database = Database.from_settings(get_settings())
         target = output.open("wb") if output else sys.stdout.buffer
         try:
             async for chunk in exports.audit_trail(database).chunks:

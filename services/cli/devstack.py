@@ -110,7 +110,7 @@ async def _prepare_demo(
     settings: Settings, load: bool, web_url: str
 ) -> tuple[demo.DemoAccess | None, int | None]:
     """Load the demo into an empty database and launch its round the way a coordinator would: by the API."""
-    database = Database(settings.database_url)
+    database = Database.from_settings(settings)
     try:
         round_id = await demo.load(database) if load and await demo.is_empty(database) else None
         access = await demo.issue_tokens(database) if await demo.has_demo_accounts(database) else None

@@ -58,7 +58,7 @@ def create_app(
     settings.check_production_ready()
     state = AppState(
         settings=settings,
-        db=db or Database(settings.database_url),
+        db=db or Database.from_settings(settings),
         scheduler=scheduler or Scheduler(settings),
         templates=build_templates(settings),
     )
