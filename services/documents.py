@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -47,7 +48,7 @@ async def create_document(
     session: AsyncSession, *, title: str, filename: str, content: bytes, actor: Actor
 ) -> DocumentRead:
     """Import a draft as a new document with version 1. An empty title takes the draft's own `#` title."""
-    filename, source_format, draft = _read_draft(filename, content)
+    filename, source_format, draft = await _parse_off_the_loop(filename=filename, content=content)
     title = " ".join(title.split()) or draft.title
     if not title:
         raise InvalidInput(
@@ -75,7 +76,7 @@ async def add_version(
     session: AsyncSession, *, document_id: int, filename: str, content: bytes, actor: Actor
 ) -> DocumentRead:
     """Add a revised draft (for the next round) as the document's next version."""
-    filename, source_format, draft = _read_draft(filename, content)
+    filename, source_format, draft = await _parse_off_the_loop(filename=filename, content=content)
     # Locking the document serialises concurrent uploads of a revision (PostgreSQL; SQLite writes queue).
     document = (
         await session.exec(select(Document).where(Document.id == document_id).with_for_update())
@@ -122,6 +123,12 @@ async def sections_of_version(session: AsyncSession, *, version_id: int) -> list
         raise NotFound(f"Document version {version_id} does not exist.")
     query = select(Section).where(Section.document_version_id == version_id).order_by(col(Section.position))
     return list((await session.exec(query)).all())
+
+
+async def _parse_off_the_loop(*, filename: str, content: bytes) -> tuple[str, DraftFormat, ParsedDraft]:
+    """`_read_draft` in a worker thread, before any transaction begins: a long draft takes a while to parse,
+    and meanwhile the event loop goes on serving every other request, and no connection is held."""
+    return await asyncio.to_thread(_read_draft, filename, content)
 
 
 def _read_draft(filename: str, content: bytes) -> tuple[str, DraftFormat, ParsedDraft]:

@@ -25,16 +25,41 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import islice, pairwise
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from services.errors import InvalidInput
+from services.errors import InvalidInput, PayloadTooLarge
 
 MAX_SECTION_NUMBER_LENGTH = 40
 MAX_HEADING_LENGTH = 500
+
+# What a draft may contain, checked on its text before it is parsed (the parse is what takes time), so
+# that an absurd or hostile one is refused at once and one at the limits still parses well within a second.
+MAX_CHARACTERS = 3_000_000
+"""The draft's text, several times the longest strategy."""
+MAX_SECTIONS = 1_000
+"""Section headings: a strategy has tens; every section is a row to store and to assign in a round."""
+MAX_NUMBERED_PARAGRAPHS = 5_000
+"""Numbered paragraphs: a national strategy has a few thousand paragraphs, and each is a comment anchor."""
+MAX_LINES = 30_000
+"""Lines: each block of the draft (a paragraph, a heading, a list item, a table row) takes one at least, and
+the parse costs time for each block. A long strategy has a few thousand, hard-wrapped text several times
+more."""
+MAX_MARKUP_CHARACTERS = 100_000
+"""Line breaks and the punctuation at which markdown-it stops to try its rules (* _ [ ] \\ - : and so on):
+the parse costs time for each one, far more than for plain text. A long strategy has a fraction of this."""
+
+# Lines that could begin a section, or a numbered paragraph (its number possibly behind emphasis, a link
+# or a character reference): at least as many as there are, and counted without parsing.
+_SECTION_LINE = re.compile(r"^ {0,3}##(?:[ \t]|$)", re.MULTILINE)
+_NUMBERED_LINE = re.compile(
+    r"^ {0,3}(?:[*_\[<]|&#[0-9]{1,7};|&#[xX][0-9a-fA-F]{1,6};)*(?:[0-9]|&#)", re.MULTILINE
+)
+_MARKUP = re.compile(r"[\n!#$%&*+\-:<=>@\[\\\]^_`{}~]")  # markdown-it's inline terminator characters
 
 SECTION_NUMBER = re.compile(
     r"""^(?P<number>
@@ -130,6 +155,7 @@ def is_title_heading(token: Token) -> bool:
 def parse_markdown(text: str) -> ParsedDraft:
     """Split a draft into title, preamble and sections. Raises InvalidInput when it cannot be used."""
     source = normalise_text(text)
+    _check_limits(source)
     lines = source.split("\n")
     tokens = _PARSER.parse(source)
 
@@ -165,6 +191,36 @@ def parse_markdown(text: str) -> ParsedDraft:
         )
     _check(sections)
     return ParsedDraft(title=title, preamble=preamble, sections=sections)
+
+
+def _check_limits(source: str) -> None:
+    """Refuse a draft beyond the limits above, before parsing it; every count stops at its limit."""
+    if len(source) > MAX_CHARACTERS:
+        raise PayloadTooLarge(
+            f"The draft is longer than {MAX_CHARACTERS:,} characters: split it into several documents."
+        )
+    if _more_than(MAX_SECTIONS, _SECTION_LINE.finditer(source)):
+        raise InvalidInput(
+            f"The draft has more than {MAX_SECTIONS:,} sections ('## ' headings): split it into several "
+            "documents."
+        )
+    if _more_than(MAX_NUMBERED_PARAGRAPHS, _NUMBERED_LINE.finditer(source)):
+        raise InvalidInput(
+            f"The draft has more than {MAX_NUMBERED_PARAGRAPHS:,} numbered paragraphs: split it into "
+            "several documents."
+        )
+    if source.count("\n") >= MAX_LINES:
+        raise InvalidInput(f"The draft has more than {MAX_LINES:,} lines: split it into several documents.")
+    if _more_than(MAX_MARKUP_CHARACTERS, _MARKUP.finditer(source)):
+        raise InvalidInput(
+            f"The draft has more than {MAX_MARKUP_CHARACTERS:,} line breaks and markup characters "
+            "(such as * _ [ ] \\ - :), more than a draft needs: split it into several documents."
+        )
+
+
+def _more_than(limit: int, items: Iterator[object]) -> bool:
+    """Whether `items` holds more than `limit` of them, reading no further than that."""
+    return next(islice(items, limit, None), None) is not None
 
 
 def _start_line(token: Token) -> int:
