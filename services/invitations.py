@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import and_, insert
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlalchemy import Table, and_, bindparam, insert
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import SYSTEM_ACTOR
@@ -29,6 +30,11 @@ from services.audit.trail import NewEvent
 from services.formatting import when_text
 from services.outbox import Mail
 from services.settings import Settings
+
+ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
+REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
+ORGANISATIONS: Table = Organisation.__table__  # type: ignore[attr-defined]
+OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -50,46 +56,98 @@ async def issue(session: AsyncSession, *, round_: Round, settings: Settings) -> 
     """Links for every task of the round that has none, and an invitation in the outbox for every link
     that has none, in the caller's transaction (the caller commits)."""
     assert round_.id is not None
+    had_links = (
+        await session.exec(select(AccessLink.id).where(AccessLink.round_id == round_.id).limit(1))
+    ).first()
     new_links = await _issue_links(session, round_id=round_.id)
-    mails = await _invitations_missing(session, round_=round_, settings=settings)
+    shared = await _Shared.of(session, round_, settings)
+    if had_links is None:
+        # A launch: every link is new, and the invitations are those of the links just made.
+        mails = [_invitation(link, shared) for link in new_links]
+    else:
+        mails = await _invitations_missing(session, shared)
     await outbox.enqueue(session, mails=mails)
-    return Issued(links=new_links, invitations=len(mails))
+    return Issued(links=len(new_links), invitations=len(mails))
 
 
-async def _issue_links(session: AsyncSession, *, round_id: int) -> int:
-    rows = (
-        await session.exec(
-            select(ReviewTask, Organisation)
-            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-            .outerjoin(AccessLink, col(AccessLink.task_id) == ReviewTask.id)
-            .where(ReviewTask.round_id == round_id, col(AccessLink.id).is_(None))
-        )
-    ).all()
-    # Rows rather than ORM objects: a national round issues thousands at once.
+@dataclass(frozen=True)
+class _Contact:
+    """A link, with what its invitation says of the task and the organisation."""
+
+    link_id: str
+    task_id: int
+    role: ContactRole
+    email: str
+    name: str
+    section_ids: list[int]
+    organisation_name: str
+    language: Language
+
+
+_TASKS_WITHOUT_LINKS = (
+    sa.select(
+        REVIEW_TASKS.c.id,
+        REVIEW_TASKS.c.section_ids,
+        ORGANISATIONS.c.key,
+        ORGANISATIONS.c.name_en,
+        ORGANISATIONS.c.name_sq,
+        ORGANISATIONS.c.language,
+        ORGANISATIONS.c.focal_point_email,
+        ORGANISATIONS.c.focal_point_name,
+        ORGANISATIONS.c.alternate_email,
+        ORGANISATIONS.c.alternate_name,
+    )
+    .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
+    .outerjoin(ACCESS_LINKS, ACCESS_LINKS.c.task_id == REVIEW_TASKS.c.id)
+    .where(REVIEW_TASKS.c.round_id == bindparam("round_id"), ACCESS_LINKS.c.id.is_(None))
+    .order_by(REVIEW_TASKS.c.id)
+)
+
+
+def _local_name(language: str, name_en: str, name_sq: str) -> str:
+    return (name_sq if language == Language.sq else "") or name_en
+
+
+async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact]:
+    # Plain rows, not ORM objects: a national round issues thousands at once.
+    connection = await session.connection()
+    rows = (await connection.execute(_TASKS_WITHOUT_LINKS, {"round_id": round_id})).all()
     now = utcnow()
     issued: list[dict[str, object]] = []
+    contacts: list[_Contact] = []
     events: list[NewEvent] = []
-    for task, organisation in rows:
-        contacts = [(ContactRole.focal_point, organisation.focal_point_email, organisation.focal_point_name)]
-        if organisation.alternate_email:
-            contacts.append(
-                (ContactRole.alternate, organisation.alternate_email, organisation.alternate_name)
-            )
+    for task_id, section_ids, key, name_en, name_sq, language, fp_email, fp_name, alt_email, alt_name in rows:
+        people = [(ContactRole.focal_point, fp_email, fp_name)]
+        if alt_email:
+            people.append((ContactRole.alternate, alt_email, alt_name))
         task_links = [
             links.new_link_row(
-                task_id=task.id or 0, round_id=round_id, role=role, email=email, name=name, created_at=now
+                task_id=task_id, round_id=round_id, role=role, email=email, name=name, created_at=now
             )
-            for role, email, name in contacts
+            for role, email, name in people
         ]
         issued.extend(task_links)
+        contacts.extend(
+            _Contact(
+                link_id=str(link["id"]),
+                task_id=task_id,
+                role=ContactRole(str(link["role"])),
+                email=str(link["email"]),
+                name=str(link["name"]),
+                section_ids=section_ids,
+                organisation_name=_local_name(language, name_en, name_sq),
+                language=Language(language),
+            )
+            for link in task_links
+        )
         events.append(
             NewEvent(
                 action="task.links_issued",
                 actor=SYSTEM_ACTOR,
                 round_id=round_id,
-                task_id=task.id,
+                task_id=task_id,
                 data={
-                    "organisation": organisation.key,
+                    "organisation": key,
                     "links": [
                         {"link_id": link["id"], "role": str(link["role"]), "email": link["email"]}
                         for link in task_links
@@ -100,47 +158,54 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> int:
     if issued:
         await session.exec(insert(AccessLink), params=issued)
     await trail.append_many(session, events=events)
-    return len(issued)
+    return contacts
 
 
-async def _invitations_missing(session: AsyncSession, *, round_: Round, settings: Settings) -> list[Mail]:
-    assert round_.id is not None
-    rows = (
-        await session.exec(
-            select(AccessLink, ReviewTask, Organisation)
-            .join(ReviewTask, col(ReviewTask.id) == AccessLink.task_id)
-            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-            .outerjoin(
-                OutboxMessage,
-                and_(
-                    col(OutboxMessage.link_id) == AccessLink.id,
-                    col(OutboxMessage.kind) == MessageKind.invitation,
-                ),
-            )
-            .where(
-                AccessLink.round_id == round_.id,
-                col(AccessLink.revoked_at).is_(None),
-                col(OutboxMessage.id).is_(None),
-            )
-            .order_by(col(AccessLink.task_id), col(AccessLink.role))
-        )
-    ).all()
-    if not rows:
-        return []
-    sections = {
-        section_id: {"number": number, "heading": heading}
-        for section_id, number, heading in await session.exec(
-            select(Section.id, Section.number, Section.heading).where(
-                Section.document_version_id == round_.document_version_id
-            )
-        )
-    }
-    fixed = _Shared.of(round_, settings)
+_LINKS_WITHOUT_INVITATIONS = (
+    sa.select(
+        ACCESS_LINKS.c.id,
+        ACCESS_LINKS.c.task_id,
+        ACCESS_LINKS.c.role,
+        ACCESS_LINKS.c.email,
+        ACCESS_LINKS.c.name,
+        REVIEW_TASKS.c.section_ids,
+        ORGANISATIONS.c.name_en,
+        ORGANISATIONS.c.name_sq,
+        ORGANISATIONS.c.language,
+    )
+    .join(REVIEW_TASKS, REVIEW_TASKS.c.id == ACCESS_LINKS.c.task_id)
+    .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
+    .outerjoin(
+        OUTBOX,
+        and_(OUTBOX.c.link_id == ACCESS_LINKS.c.id, OUTBOX.c.kind == MessageKind.invitation),
+    )
+    .where(
+        ACCESS_LINKS.c.round_id == bindparam("round_id"),
+        ACCESS_LINKS.c.revoked_at.is_(None),
+        OUTBOX.c.id.is_(None),
+    )
+    .order_by(ACCESS_LINKS.c.task_id, ACCESS_LINKS.c.role)
+)
+
+
+async def _invitations_missing(session: AsyncSession, shared: _Shared) -> list[Mail]:
+    connection = await session.connection()
+    rows = await connection.execute(_LINKS_WITHOUT_INVITATIONS, {"round_id": shared.round_id})
     return [
         _invitation(
-            link, task, organisation, [sections[section_id] for section_id in task.section_ids], fixed
+            _Contact(
+                link_id=link_id,
+                task_id=task_id,
+                role=ContactRole(role),
+                email=email,
+                name=name,
+                section_ids=section_ids,
+                organisation_name=_local_name(language, name_en, name_sq),
+                language=Language(language),
+            ),
+            shared,
         )
-        for link, task, organisation in rows
+        for link_id, task_id, role, email, name, section_ids, name_en, name_sq, language in rows
     ]
 
 
@@ -152,9 +217,15 @@ class _Shared:
     round_title: str
     deadline_text: dict[Language, str]
     sender_name: str
+    sections: dict[int, dict[str, str]]
 
     @classmethod
-    def of(cls, round_: Round, settings: Settings) -> _Shared:
+    async def of(cls, session: AsyncSession, round_: Round, settings: Settings) -> _Shared:
+        sections = await session.exec(
+            select(Section.id, Section.number, Section.heading).where(
+                Section.document_version_id == round_.document_version_id
+            )
+        )
         return cls(
             round_id=round_.id or 0,
             round_title=round_.title,
@@ -163,37 +234,33 @@ class _Shared:
                 for language in Language
             },
             sender_name=sender_name(settings),
+            sections={
+                section_id or 0: {"number": number, "heading": heading}
+                for section_id, number, heading in sections
+            },
         )
 
 
-def _invitation(
-    link: AccessLink,
-    task: ReviewTask,
-    organisation: Organisation,
-    sections: list[dict[str, str]],
-    shared: _Shared,
-) -> Mail:
-    language = Language(organisation.language)
-    local_name = organisation.name_sq if language == Language.sq else ""
+def _invitation(contact: _Contact, shared: _Shared) -> Mail:
     context: dict[str, Any] = {
         "round_title": shared.round_title,
-        "organisation_name": local_name or organisation.name_en,
-        "contact_name": link.name,
-        "contact_role": str(link.role),
-        "deadline_text": shared.deadline_text[language],
-        "sections": sections,
+        "organisation_name": contact.organisation_name,
+        "contact_name": contact.name,
+        "contact_role": str(contact.role),
+        "deadline_text": shared.deadline_text[contact.language],
+        "sections": [shared.sections[section_id] for section_id in contact.section_ids],
         "sender_name": shared.sender_name,
     }
     return Mail(
-        key=invitation_key(task.id or 0, link.role),
+        key=invitation_key(contact.task_id, contact.role),
         kind=MessageKind.invitation,
-        to_email=link.email,
-        to_name=link.name,
-        language=language,
+        to_email=contact.email,
+        to_name=contact.name,
+        language=contact.language,
         context=context,
         round_id=shared.round_id,
-        task_id=task.id,
-        link_id=link.id,
+        task_id=contact.task_id,
+        link_id=contact.link_id,
     )
 
 

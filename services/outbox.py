@@ -29,9 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from jinja2 import TemplateError
 from sqlalchemy import Table, bindparam, delete, insert, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,7 +50,7 @@ from notifications.smtp import SmtpConfig
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import Database
-from services.hashing import new_secret
+from services.hashing import new_secret, sha256_hex
 from services.links import review_url
 from services.settings import Settings
 
@@ -56,8 +58,14 @@ log = logging.getLogger(__name__)
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 LINK_TOKENS: Table = LinkToken.__table__  # type: ignore[attr-defined]
+ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
+REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
+ROUNDS: Table = Round.__table__  # type: ignore[attr-defined]
 CHUNK = 50
-"""Messages claimed, rendered and handed to the sender at a time: enough to keep every connection busy."""
+"""Messages rendered and handed to the sender at a time: enough to keep every connection busy."""
+GATHER_SECONDS = 0.02
+"""How long the recorder waits after an answer for more to record with it; a crash can repeat at most the
+messages on the wire and those answered in this time."""
 RECORD_ATTEMPTS = 5
 """Tries at recording what the server accepted before the attempt gives up (and its lease lapses)."""
 # The loop keeps only weak references to tasks: a recorder still writing after its caller was cancelled
@@ -188,53 +196,44 @@ async def deliver_due(
     db: Database, sender: EmailSender, settings: Settings, *, round_id: int | None, limit: int
 ) -> DeliveryOutcome:
     """Deliver up to `limit` due messages of a round (or, with None, messages of no round)."""
-    scope = _Scope(round_id)
     outcome = DeliveryOutcome()
     leases = _Leases(db, settings)
     recorder = _Recorder(db, settings, outcome, leases)
-    claiming: asyncio.Task[list[_Claimed]] | None = _spawn(
-        _claim(db, settings, scope, min(CHUNK, limit), recorder)
-    )
+    async with db.write_session() as session:
+        taken = await session.run_sync(_take, _Scope(round_id), limit, lease_of(settings), outcome)
+        await session.commit()
+    outcome.claimed = len(taken)
+    leases.hold(row.id for row in taken)
+    chunks = [taken[start : start + CHUNK] for start in range(0, len(taken), CHUNK)]
     sending: asyncio.Task[list[DeliveryResult]] | None = None
     try:
-        while claiming is not None:
-            chunk = await claiming
-            claiming = None
-            if not chunk:
-                break
-            outcome.claimed += len(chunk)
-            leases.hold(row.id for row in chunk)
-            if outcome.claimed < limit:
-                # The next chunk is claimed and rendered while this one is on the wire.
-                claiming = _spawn(_claim(db, settings, scope, min(CHUNK, limit - outcome.claimed), recorder))
+        ready = await _written(chunks[0], settings, recorder) if chunks else []
+        for following in [*chunks[1:], None]:
+            # The next chunk is written while this one is on the wire.
+            writing = _spawn(_written(following, settings, recorder)) if following else None
 
-            def settle(index: int, result: DeliveryResult, chunk: list[_Claimed] = chunk) -> None:
+            def settle(index: int, result: DeliveryResult, chunk: list[_Claimed] = ready) -> None:
                 recorder.add(chunk[index], result)
 
             # A chunk on the wire is finished even if the caller is cancelled (a worker shutting down):
             # a message cut off mid-conversation might have been delivered, and would be sent again.
-            sending = _spawn(sender.send_many([row.email for row in chunk], on_result=settle))
+            sending = _spawn(sender.send_many([row.email for row in ready], on_result=settle))
             await asyncio.shield(sending)
             sending = None
+            ready = await writing if writing is not None else []
     finally:
-        await asyncio.shield(_wind_up(sending, claiming, recorder, leases))
+        await asyncio.shield(_wind_up(sending, recorder, leases))
     return outcome
 
 
 async def _wind_up(
-    sending: asyncio.Task[list[DeliveryResult]] | None,
-    claiming: asyncio.Task[list[_Claimed]] | None,
-    recorder: _Recorder,
-    leases: _Leases,
+    sending: asyncio.Task[list[DeliveryResult]] | None, recorder: _Recorder, leases: _Leases
 ) -> None:
     """Let the chunk on the wire finish, record every answer, and let go at once of what was claimed but
     not sent rather than when its lease lapses."""
     if sending is not None:
         with contextlib.suppress(Exception):
             await sending
-    if claiming is not None:
-        with contextlib.suppress(Exception):
-            leases.hold(row.id for row in await claiming)
     await recorder.close()
     await leases.release()
 
@@ -246,119 +245,169 @@ def _spawn(coroutine: Any) -> asyncio.Task[Any]:
     return task
 
 
-async def _claim(
-    db: Database, settings: Settings, scope: _Scope, limit: int, recorder: _Recorder
-) -> list[_Claimed]:
-    """Take up to `limit` due rows for the lease, render them and make their tokens, in one transaction.
+@dataclass(frozen=True)
+class _Taken:
+    """A row the claim took, as read in its transaction; rendered once the transaction is over."""
 
-    Rows whose link was withdrawn, or whose round is no longer open, are cancelled instead: their link
-    could do nothing any more. A row that cannot be rendered is handed to the recorder as refused."""
-    async with db.write_session() as session:
-        now = utcnow()
-        rows = (
-            await session.exec(
-                select(OutboxMessage)
-                .where(
-                    scope.condition(),
-                    OutboxMessage.status == OutboxStatus.pending,
-                    col(OutboxMessage.due_at) <= now,
-                    or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now),
-                )
-                .order_by(col(OutboxMessage.id))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+    id: int
+    key: str
+    kind: MessageKind
+    round_id: int | None
+    task_id: int | None
+    link_id: str | None
+    to_email: str
+    to_name: str
+    language: Language
+    context: dict[str, Any]
+    attempts: int
+    created_at: datetime
+    token: str | None
+
+
+_DUE = (
+    sa.select(
+        OUTBOX.c.id,
+        OUTBOX.c.key,
+        OUTBOX.c.kind,
+        OUTBOX.c.round_id,
+        OUTBOX.c.task_id,
+        OUTBOX.c.link_id,
+        OUTBOX.c.to_email,
+        OUTBOX.c.to_name,
+        OUTBOX.c.language,
+        OUTBOX.c.context,
+        OUTBOX.c.attempts,
+        OUTBOX.c.created_at,
+    )
+    .where(
+        OUTBOX.c.status == OutboxStatus.pending,
+        OUTBOX.c.due_at <= bindparam("now"),
+        or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until < bindparam("now")),
+    )
+    .order_by(OUTBOX.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_DUE_OF_ROUND = _DUE.where(OUTBOX.c.round_id == bindparam("round_id"))
+_DUE_OF_NO_ROUND = _DUE.where(OUTBOX.c.round_id.is_(None))
+_USABLE_LINKS = (
+    sa.select(ACCESS_LINKS.c.id)
+    .join(ROUNDS, ROUNDS.c.id == ACCESS_LINKS.c.round_id)
+    .where(
+        ACCESS_LINKS.c.id.in_(bindparam("link_ids", expanding=True)),
+        ACCESS_LINKS.c.revoked_at.is_(None),
+        ROUNDS.c.status == RoundStatus.open,
+    )
+)
+_HOLD = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(claimed_until=bindparam("until"), attempts=OUTBOX.c.attempts + 1)
+)
+_CANCEL = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(
+        status=OutboxStatus.cancelled,
+        claimed_until=None,
+        last_error="not sent: its review link was withdrawn or its round is over",
+    )
+)
+
+
+async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder) -> list[_Claimed]:
+    """The claimed rows as emails, each with the link its token opens. A row that cannot be rendered is
+    handed to the recorder as refused. It gives way to the sending between messages."""
+    domain = message_id_domain(settings)
+    claimed: list[_Claimed] = []
+    for row in taken:
+        context = row.context
+        if row.token is not None:
+            context = {**context, "link_url": review_url(settings.public_base_url, row.token)}
+        message_id = message_id_for(row.key, domain)
+        try:
+            rendered = render_email(row.kind, row.language, context)
+            email = OutgoingEmail.from_rendered(
+                rendered, to_address=row.to_email, to_name=row.to_name, message_id=message_id
             )
-        ).all()
-        if not rows:
-            await session.rollback()
-            return []
-        usable = await _links_usable(session, [row.link_id for row in rows if row.link_id])
-        domain = message_id_domain(settings)
-        claimed: list[_Claimed] = []
-        cancelled: list[int] = []
-        tokens: list[dict[str, Any]] = []
-        for row in rows:
-            assert row.id is not None
-            if row.link_id is not None and row.link_id not in usable:
-                cancelled.append(row.id)
-                continue
-            context = dict(row.context)
-            token_sha256 = None
-            if row.link_id is not None:
-                token, token_sha256 = new_secret()
-                context["link_url"] = review_url(settings.public_base_url, token)
-                tokens.append(
-                    {
-                        "token_sha256": token_sha256,
-                        "link_id": row.link_id,
-                        "outbox_id": row.id,
-                        "issued_at": now,
-                    }
-                )
-            message_id = message_id_for(row.key, domain)
-            try:
-                rendered = render_email(row.kind, row.language, context)
-                email = OutgoingEmail.from_rendered(
-                    rendered, to_address=row.to_email, to_name=row.to_name, message_id=message_id
-                )
-                failure = None
-            except (TemplateError, ValueError, TypeError) as exc:
-                email = OutgoingEmail(row.to_email, row.to_name, "", "", "", message_id)
-                failure = f"the message cannot be written: {exc}"
-            entry = _Claimed(
-                id=row.id,
-                key=row.key,
-                kind=row.kind,
-                round_id=row.round_id,
-                task_id=row.task_id,
-                link_id=row.link_id,
-                attempts=row.attempts + 1,
-                created_at=row.created_at,
-                email=email,
-                token_sha256=token_sha256,
-            )
-            if failure is None:
-                claimed.append(entry)
-            else:
-                recorder.refuse(_Refusal(entry, failure))
-        held = [row.id for row in rows if row.id not in cancelled]
-        if held:
-            await session.exec(
-                update(OUTBOX)
-                .where(OUTBOX.c.id.in_(held))
-                .values(claimed_until=now + lease_of(settings), attempts=OUTBOX.c.attempts + 1)
-            )
-        if cancelled:
-            await session.exec(
-                update(OUTBOX)
-                .where(OUTBOX.c.id.in_(cancelled))
-                .values(
-                    status=OutboxStatus.cancelled,
-                    claimed_until=None,
-                    last_error="not sent: its review link was withdrawn or its round is over",
-                )
-            )
-            recorder.outcome.cancelled += len(cancelled)
-        if tokens:
-            await session.exec(insert(LINK_TOKENS), params=tokens)
-        await session.commit()
+            failure = None
+        except (TemplateError, ValueError, TypeError) as exc:
+            email = OutgoingEmail(row.to_email, row.to_name, "", "", "", message_id)
+            failure = f"the message cannot be written: {exc}"
+        entry = _Claimed(
+            id=row.id,
+            key=row.key,
+            kind=row.kind,
+            round_id=row.round_id,
+            task_id=row.task_id,
+            link_id=row.link_id,
+            attempts=row.attempts,
+            created_at=row.created_at,
+            email=email,
+            token_sha256=sha256_hex(row.token) if row.token is not None else None,
+        )
+        if failure is None:
+            claimed.append(entry)
+        else:
+            recorder.refuse(_Refusal(entry, failure))
+        await asyncio.sleep(0)
     return claimed
 
 
-async def _links_usable(session: AsyncSession, link_ids: list[str]) -> set[str]:
-    """Of these links, those a message may still carry: not revoked, and their round open."""
-    if not link_ids:
-        return set()
-    found = await session.exec(
-        select(AccessLink.id)
-        .join(Round, col(Round.id) == AccessLink.round_id)
-        .where(
-            col(AccessLink.id).in_(link_ids),
-            col(AccessLink.revoked_at).is_(None),
-            Round.status == RoundStatus.open,
+def _take(
+    session: Session, scope: _Scope, limit: int, lease: timedelta, outcome: DeliveryOutcome
+) -> list[_Taken]:
+    """Take up to `limit` due rows for the lease and make the tokens of those that carry a link. Rows
+    whose link was withdrawn, or whose round is no longer open, are cancelled instead: their link could
+    do nothing any more. One call into the synchronous session: the claim holds the write lock, and each
+    awaited statement would be one more turn of the event loop while it does."""
+    connection = session.connection()
+    now = utcnow()
+    if scope.round_id is None:
+        found = connection.execute(_DUE_OF_NO_ROUND, {"now": now, "limit": limit})
+    else:
+        found = connection.execute(_DUE_OF_ROUND, {"now": now, "limit": limit, "round_id": scope.round_id})
+    rows = found.all()
+    link_ids = sorted({row.link_id for row in rows if row.link_id is not None})
+    usable = set(connection.execute(_USABLE_LINKS, {"link_ids": link_ids}).scalars()) if link_ids else set()
+    taken: list[_Taken] = []
+    cancelled: list[int] = []
+    tokens: list[dict[str, Any]] = []
+    for row in rows:
+        if row.link_id is not None and row.link_id not in usable:
+            cancelled.append(row.id)
+            continue
+        token = None
+        if row.link_id is not None:
+            token, digest = new_secret()
+            tokens.append(
+                {"token_sha256": digest, "link_id": row.link_id, "outbox_id": row.id, "issued_at": now}
+            )
+        taken.append(
+            _Taken(
+                id=row.id,
+                key=row.key,
+                kind=MessageKind(row.kind),
+                round_id=row.round_id,
+                task_id=row.task_id,
+                link_id=row.link_id,
+                to_email=row.to_email,
+                to_name=row.to_name,
+                language=Language(row.language),
+                context=row.context,
+                attempts=row.attempts + 1,
+                created_at=row.created_at,
+                token=token,
+            )
         )
-    )
-    return set(found)
+    if taken:
+        connection.execute(_HOLD, {"ids": [row.id for row in taken], "until": now + lease})
+    if cancelled:
+        connection.execute(_CANCEL, {"ids": cancelled})
+        outcome.cancelled += len(cancelled)
+    if tokens:
+        connection.execute(insert(LINK_TOKENS), tokens)
+    return taken
 
 
 def lease_of(settings: Settings) -> timedelta:
@@ -452,6 +501,10 @@ class _Recorder:
     async def _run(self) -> None:
         while True:
             await self._arrived.wait()
+            if not self._closing:
+                # A moment for the answers the other connections are about to give: a record per answer
+                # would cost more than the sending itself, and this keeps what a crash could repeat small.
+                await asyncio.sleep(GATHER_SECONDS)
             self._arrived.clear()
             while self._answered:
                 batch, self._answered = self._answered, []
@@ -477,18 +530,76 @@ class _Recorder:
                 await asyncio.sleep(0.5 * 2**attempt)
 
 
+_SENT = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.status == OutboxStatus.pending)
+    .values(
+        status=OutboxStatus.sent,
+        sent_at=bindparam("now"),
+        claimed_until=None,
+        last_error=None,
+        subject=bindparam("subject"),
+        message_id=bindparam("message_id"),
+    )
+)
+_FAILED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.status == OutboxStatus.pending)
+    .values(
+        status=OutboxStatus.failed,
+        claimed_until=None,
+        last_error=bindparam("error"),
+        message_id=bindparam("message_id"),
+    )
+)
+_AGAIN = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.status == OutboxStatus.pending)
+    .values(due_at=bindparam("due_at"), claimed_until=None, last_error=bindparam("error"))
+)
+_FORGET_TOKENS = delete(LINK_TOKENS).where(
+    LINK_TOKENS.c.token_sha256.in_(bindparam("tokens", expanding=True))
+)
+_LINKS_INVITED = (
+    update(ACCESS_LINKS)
+    .where(ACCESS_LINKS.c.id.in_(bindparam("ids", expanding=True)), ACCESS_LINKS.c.invited_at.is_(None))
+    .values(invited_at=bindparam("now"))
+)
+# Re-checked as it is changed: a round closing meanwhile has made its tasks no_response; they stay so.
+_TASKS_INVITED = (
+    update(REVIEW_TASKS)
+    .where(
+        REVIEW_TASKS.c.id.in_(bindparam("ids", expanding=True)), REVIEW_TASKS.c.status == TaskStatus.pending
+    )
+    .values(status=TaskStatus.invited, invited_at=bindparam("now"))
+    .returning(REVIEW_TASKS.c.id, REVIEW_TASKS.c.round_id)
+)
+
+
 async def record(
     session: AsyncSession, settings: Settings, batch: list[_Answered], outcome: DeliveryOutcome
 ) -> None:
     """One transaction: each message's new state, its audit event, and what a delivered invitation
     changes (its link and task are invited)."""
+    counted = await session.run_sync(_write_record, settings, batch)
+    await session.commit()
+    outcome.sent += counted.sent
+    outcome.refused += counted.refused
+    outcome.retry_later += counted.retry_later
+
+
+def _write_record(session: Session, settings: Settings, batch: list[_Answered]) -> DeliveryOutcome:
+    # One call into the synchronous session, with statements built once: this runs for every few
+    # messages a batch sends, and holds the write lock meanwhile.
     now = utcnow()
+    outcome = DeliveryOutcome()
     sent: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []
     unused_tokens: list[str] = []
     events: list[NewEvent] = []
-    invitations: list[_Claimed] = []
+    invited_links: set[str] = set()
+    invited_tasks: set[int] = set()
     give_up_after = timedelta(hours=settings.outbox_give_up_hours)
     for answered in batch:
         row, result = answered.claimed, answered.result
@@ -503,11 +614,17 @@ async def record(
         if result.ok:
             outcome.sent += 1
             sent.append(
-                {"row_id": row.id, "subject": row.email.subject[:500], "message_id": row.email.message_id}
+                {
+                    "row_id": row.id,
+                    "now": now,
+                    "subject": row.email.subject[:500],
+                    "message_id": row.email.message_id,
+                }
             )
             events.append(NewEvent("email.sent", SYSTEM_ACTOR, row.round_id, row.task_id, data))
-            if row.kind == MessageKind.invitation:
-                invitations.append(row)
+            if row.kind == MessageKind.invitation and row.link_id is not None and row.task_id is not None:
+                invited_links.add(row.link_id)
+                invited_tasks.add(row.task_id)
             continue
         error = (result.error or "refused")[:1000]
         if row.token_sha256 is not None:
@@ -525,74 +642,20 @@ async def record(
         events.append(
             NewEvent("email.failed", SYSTEM_ACTOR, row.round_id, row.task_id, {**data, "error": error})
         )
-    row_id = OUTBOX.c.id == bindparam("row_id")
-    pending = OUTBOX.c.status == OutboxStatus.pending
-    if sent:
-        await session.exec(
-            update(OUTBOX)
-            .where(row_id, pending)
-            .values(
-                status=OutboxStatus.sent,
-                sent_at=now,
-                claimed_until=None,
-                last_error=None,
-                subject=bindparam("subject"),
-                message_id=bindparam("message_id"),
-            ),
-            params=sent,
-        )
-    if final:
-        await session.exec(
-            update(OUTBOX)
-            .where(row_id, pending)
-            .values(
-                status=OutboxStatus.failed,
-                claimed_until=None,
-                last_error=bindparam("error"),
-                message_id=bindparam("message_id"),
-            ),
-            params=final,
-        )
-    if again:
-        await session.exec(
-            update(OUTBOX)
-            .where(row_id, pending)
-            .values(due_at=bindparam("due_at"), claimed_until=None, last_error=bindparam("error")),
-            params=again,
-        )
+    connection = session.connection()
+    for statement, rows in ((_SENT, sent), (_FAILED, final), (_AGAIN, again)):
+        if rows:
+            connection.execute(statement, rows)
     if unused_tokens:
-        await session.exec(delete(LINK_TOKENS).where(LINK_TOKENS.c.token_sha256.in_(unused_tokens)))
-    if invitations:
-        events += await _mark_invited(session, invitations, now)
-    await trail.append_many(session, events=events)
-    await session.commit()
-
-
-async def _mark_invited(session: AsyncSession, delivered: list[_Claimed], now: datetime) -> list[NewEvent]:
-    """A delivered invitation: its link was invited, and its task too if it was still waiting for one."""
-    link_ids = sorted({row.link_id for row in delivered if row.link_id is not None})
-    await session.exec(
-        update(AccessLink)
-        .where(col(AccessLink.id).in_(link_ids), col(AccessLink.invited_at).is_(None))
-        .values(invited_at=now)
-    )
-    task_ids = sorted({row.task_id for row in delivered if row.task_id is not None})
-    # Locked and re-checked: a round closing meanwhile has made these no_response; they stay so.
-    waiting = (
-        await session.exec(
-            select(ReviewTask.id, ReviewTask.round_id)
-            .where(col(ReviewTask.id).in_(task_ids), ReviewTask.status == TaskStatus.pending)
-            .with_for_update()
-        )
-    ).all()
-    if not waiting:
-        return []
-    await session.exec(
-        update(ReviewTask)
-        .where(col(ReviewTask.id).in_([task_id for task_id, _ in waiting]))
-        .values(status=TaskStatus.invited, invited_at=now)
-    )
-    return [NewEvent("task.invited", SYSTEM_ACTOR, round_id, task_id, {}) for task_id, round_id in waiting]
+        connection.execute(_FORGET_TOKENS, {"tokens": unused_tokens})
+    if invited_links:
+        connection.execute(_LINKS_INVITED, {"ids": sorted(invited_links), "now": now})
+        newly = connection.execute(_TASKS_INVITED, {"ids": sorted(invited_tasks), "now": now}).all()
+        events += [
+            NewEvent("task.invited", SYSTEM_ACTOR, round_id, task_id, {}) for task_id, round_id in newly
+        ]
+    trail.append_many_sync(session, events)
+    return outcome
 
 
 # ------------------------------------------------------------------------------------- what is due

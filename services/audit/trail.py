@@ -95,10 +95,13 @@ async def append_many(session: AsyncSession, *, events: list[NewEvent]) -> list[
     session, as each awaited statement of the async API costs a greenlet of its own."""
     if not events:
         return []
-    return await session.run_sync(_append_many, events)
+    return await session.run_sync(append_many_sync, events)
 
 
-def _append_many(session: Session, events: list[NewEvent]) -> list[ChainedEvent]:
+def append_many_sync(session: Session, events: list[NewEvent]) -> list[ChainedEvent]:
+    """`append_many` inside a use case that already runs in the synchronous session (`run_sync`)."""
+    if not events:
+        return []
     # Objects the caller added but did not flush yet go first, as the ORM's autoflush did: the rows
     # below are written on the connection, beneath the session.
     session.flush()

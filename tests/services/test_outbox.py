@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
 from models.enums import Language, MessageKind, OutboxStatus
@@ -21,7 +21,7 @@ from models.outbox import OutboxMessage
 from models.reviews import AccessLink, LinkToken
 from notifications.mailbox import DevMailbox, SinkServer, serve_smtp
 from notifications.smtp import SmtpSender
-from services import outbox, review_page, rounds
+from services import outbox, review_page, rounds, scheduling
 from services.audit import browse
 from services.db import Database
 from services.errors import Forbidden
@@ -236,8 +236,14 @@ async def test_a_claim_left_by_a_dead_attempt_lapses_and_both_copies_of_a_repeat
     round_id = await launched_round(db, settings)
     # An attempt claims the invitations and makes their tokens, the server takes the emails, and the
     # worker dies before it records that.
-    recorder = outbox._Recorder(db, settings, outbox.DeliveryOutcome(), outbox._Leases(db, settings))
-    claimed = await outbox._claim(db, settings, outbox._Scope(round_id), 200, recorder)
+    outcome = outbox.DeliveryOutcome()
+    async with db.write_session() as session:
+        taken = await session.run_sync(
+            outbox._take, outbox._Scope(round_id), 200, outbox.lease_of(settings), outcome
+        )
+        await session.commit()
+    recorder = outbox._Recorder(db, settings, outcome, outbox._Leases(db, settings))
+    claimed = await outbox._written(taken, settings, recorder)
     assert len(claimed) == 6
     first_tokens = {row.email.to_address: row.email.text for row in claimed}
     async with db.session() as session:
@@ -321,3 +327,26 @@ async def test_tokens_of_a_revoked_link_open_nothing(
     async with db.session() as session:
         with pytest.raises(Forbidden):
             await review_page.review_page(session, token=url.rsplit("/t/", 1)[1])
+
+
+async def test_the_scheduler_gives_a_round_launched_without_invitations_the_ones_it_lacks_once(
+    db: Database, settings: Settings
+) -> None:
+    """What a round launched by an older version looks like: links, but no outbox rows."""
+    round_id = await launched_round(db, settings)
+    async with db.write_session() as session:
+        await session.exec(delete(OutboxMessage).where(col(OutboxMessage.round_id) == round_id))
+        await session.commit()
+
+    async with db.write_session() as session:
+        first = await scheduling.open_round(session, round_id=round_id, settings=settings)
+    async with db.write_session() as session:
+        second = await scheduling.open_round(session, round_id=round_id, settings=settings)
+
+    assert (first.links, first.invitations, second.invitations) == (0, 6, 0)
+    async with db.session() as session:
+        links = (await session.exec(select(AccessLink).where(AccessLink.round_id == round_id))).all()
+    assert sorted(row.key for row in await rows(db)) == sorted(
+        f"invitation:{link.task_id}:{link.role}" for link in links
+    )
+    assert {row.link_id for row in await rows(db)} == {link.id for link in links}
