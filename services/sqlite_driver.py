@@ -5,7 +5,7 @@ waits for the answer on the event loop. Our statements are indexed lookups and s
 file: they take microseconds, the hop around them a hundred or more, and under load a dozen such threads
 wrestled the event loop for the interpreter lock. Here they run where they are awaited, on the loop thread.
 
-The COMMIT too, fsync included (a quarter of a millisecond on the benchmark machine). In a thread it let
+The COMMIT too, fsync included (a fraction of a millisecond on a local disk). In a thread it let
 the loop serve others meanwhile, but a writer holds the database's one write lock until its commit has
 returned to it, and under load the loop took milliseconds to come back: every writer in every process
 waited that long for each one before it.
