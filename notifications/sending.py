@@ -21,6 +21,9 @@ class DeliveryResult:
     # delivered or can never be (5xx, malformed address).
     retryable: bool = False
     smtp_code: int | None = None
+    # True when the message may have reached the server although we have no reply to say so (a timeout
+    # or a lost connection after the data went out): the caller must treat it as possibly delivered.
+    uncertain: bool = False
 
     @classmethod
     def delivered(cls, email: OutgoingEmail) -> DeliveryResult:
@@ -28,7 +31,13 @@ class DeliveryResult:
 
     @classmethod
     def failed(
-        cls, email: OutgoingEmail, error: str, *, retryable: bool, smtp_code: int | None = None
+        cls,
+        email: OutgoingEmail,
+        error: str,
+        *,
+        retryable: bool,
+        smtp_code: int | None = None,
+        uncertain: bool = False,
     ) -> DeliveryResult:
         return cls(
             email=email,
@@ -36,6 +45,7 @@ class DeliveryResult:
             error=error[:MAX_ERROR_LENGTH],
             retryable=retryable,
             smtp_code=smtp_code,
+            uncertain=uncertain,
         )
 
 

@@ -13,7 +13,8 @@ How failures are classified (the caller records them and decides whether to try 
 - Disconnected mid-conversation: the connection is reopened and the message sent once more on it, since a
   server that closes idle connections is the usual cause; if that fails too the message is retryable.
   A disconnect after the data went out may deliver twice; the deterministic Message-ID lets that be seen.
-- Timeouts: retryable, the connection is dropped (its state is unknown).
+- Timeouts: retryable, the connection is dropped (its state is unknown), and the message marked uncertain:
+  it may have been delivered.
 - Cannot connect, TLS or login fails: retryable. That connection's worker stops for the batch and hands
   its message back to the other workers; when no worker is left, every remaining message is reported
   with the connection error, so an unreachable server costs one connect timeout per batch, not per email.
@@ -244,7 +245,7 @@ class SmtpSender(EmailSender):
                     batch.settle(
                         index,
                         DeliveryResult.failed(
-                            batch.emails[index], f"unexpected error: {exc!r}", retryable=True
+                            batch.emails[index], f"unexpected error: {exc!r}", retryable=True, uncertain=True
                         ),
                     )
         finally:
@@ -276,7 +277,7 @@ class SmtpSender(EmailSender):
                 return self._refused(connection, client, email, exc.code, exc.message)
             except TimeoutError as exc:
                 connection.drop()
-                return DeliveryResult.failed(email, f"SMTP timeout: {exc}", retryable=True)
+                return DeliveryResult.failed(email, f"SMTP timeout: {exc}", retryable=True, uncertain=True)
             except ConnectionError as exc:
                 connection.drop()
                 if attempt == 1:
@@ -284,12 +285,14 @@ class SmtpSender(EmailSender):
                         "SMTP connection lost (%s); reconnecting to send %s again", exc, email.message_id
                     )
                     continue
-                return DeliveryResult.failed(email, f"SMTP server disconnected: {exc}", retryable=True)
+                return DeliveryResult.failed(
+                    email, f"SMTP server disconnected: {exc}", retryable=True, uncertain=True
+                )
             except (SMTPNotSupported, ValueError) as exc:  # an address aiosmtplib will not put on the wire
                 return DeliveryResult.failed(email, f"cannot be sent: {exc}", retryable=False)
             except (SMTPException, OSError) as exc:
                 connection.drop()
-                return DeliveryResult.failed(email, f"SMTP error: {exc}", retryable=True)
+                return DeliveryResult.failed(email, f"SMTP error: {exc}", retryable=True, uncertain=True)
             return DeliveryResult.delivered(email)
         raise AssertionError("unreachable: the second attempt always returns")
 

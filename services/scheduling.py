@@ -45,8 +45,8 @@ class RoundPlan:
     close_reason: CloseReason | None
     mail_due: int
     """Emails of the round that may be delivered now."""
-    next_mail_at: datetime | None
-    """When the next email not yet due becomes due (a retry after a refusal, a lapsed lease)."""
+    next_mail_in: float | None
+    """Seconds until the next email not yet due becomes due (a retry after a refusal, a lapsed lease)."""
 
     @property
     def acts_now(self) -> bool:
@@ -56,18 +56,23 @@ class RoundPlan:
     @property
     def finished(self) -> bool:
         """Closed, with nothing left to deliver: the scheduler's work is done."""
-        return self.status == RoundStatus.closed and not self.mail_due and self.next_mail_at is None
+        return self.status == RoundStatus.closed and not self.mail_due and self.next_mail_in is None
 
 
 @transactional
 async def open_round(session: AsyncSession, *, round_id: int, settings: Settings) -> Issued:
-    """Make sure a launched round has every link and invitation its launch decided (what a round launched
-    by an older version may lack). Idempotent: normally it finds nothing to add."""
+    """Make sure a round has every email its decisions called for, which a round launched or closed by an
+    older version may lack: an open round its links and invitations, a closed one the coordinator's notice.
+    Idempotent: normally it finds nothing to add."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
-    if round_.status != RoundStatus.open:
+    if round_.status == RoundStatus.open:
+        issued = await invitations.issue(session, round_=round_, settings=settings)
+    elif round_.status == RoundStatus.closed:
+        await _tell_the_coordinator(session, round_id=round_id, settings=settings)
+        issued = Issued(links=0, invitations=0)
+    else:
         await session.rollback()
         return Issued(links=0, invitations=0)
-    issued = await invitations.issue(session, round_=round_, settings=settings)
     await session.commit()
     return issued
 
@@ -88,7 +93,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
         deadline=round_.deadline,
         close_reason=reason,
         mail_due=mail.due,
-        next_mail_at=mail.next_at,
+        next_mail_in=mail.next_in,
     )
 
 
@@ -184,11 +189,17 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime, se
         )
     )
     await trail.append_many(session, events=events)
+    await _tell_the_coordinator(session, round_id=round_id, settings=settings)
+    await session.commit()
+    return True
+
+
+async def _tell_the_coordinator(session: AsyncSession, *, round_id: int, settings: Settings) -> None:
+    """The closing notice to the coordinator who created the round, in the caller's transaction (once: its
+    key is the round's)."""
     summary = await reports.closure_summary(session, round_id=round_id)
     if summary.coordinator_email is not None:
         await outbox.enqueue(session, mails=[_closing_notice(summary, settings)])
-    await session.commit()
-    return True
 
 
 def _closing_notice(summary: RoundClosure, settings: Settings) -> Mail:

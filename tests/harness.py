@@ -25,7 +25,7 @@ from notifications.mailbox import DevMailbox, MailboxMessage
 from notifications.smtp import SmtpSender
 from services import users
 from services.db import Database
-from services.outbox import smtp_config
+from services.delivery import smtp_config
 from services.settings import Settings
 from workflows.worker import build_worker
 

@@ -12,7 +12,7 @@ from models.outbox import OutboxMessage
 from models.reviews import AccessLink
 from notifications.mailbox import DevMailbox, SinkServer
 from notifications.smtp import SmtpSender
-from services import outbox, review_page, rounds
+from services import delivery, review_page, rounds
 from services.db import Database
 from services.hashing import sha256_hex
 from services.migrate import downgrade, upgrade
@@ -48,9 +48,9 @@ async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links
     )
     async with db.write_session() as session:
         await rounds.launch(session, round_id=round_id, actor=TEST_ACTOR, settings=settings)
-    sender = SmtpSender(outbox.smtp_config(settings))
+    sender = SmtpSender(delivery.smtp_config(settings))
     try:
-        assert (await outbox.deliver_due(db, sender, settings, round_id=round_id, limit=100)).sent == 4
+        assert (await delivery.deliver_due(db, sender, settings, round_id=round_id, limit=100)).sent == 4
     finally:
         await sender.close()
     tokens = [

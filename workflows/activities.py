@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -18,11 +19,10 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.types import utcnow
 from notifications.sending import EmailSender
-from services import outbox, scheduling
+from services import delivery, scheduling
 from services.db import Database
-from services.errors import DomainError
+from services.errors import DomainError, InvalidInput
 from services.settings import Settings
 from workflows.client import Scheduler
 from workflows.payloads import (
@@ -37,9 +37,21 @@ from workflows.payloads import (
     RoundPlanResult,
 )
 
+log = logging.getLogger(__name__)
 HEARTBEAT_EVERY = 5.0  # seconds; the workflow's heartbeat timeout is several times this
 Given = TypeVar("Given")
 Result = TypeVar("Result")
+
+
+def clock(as_of: str) -> datetime:
+    """The scheduler's time as it sent it (ISO 8601 with an offset); anything else is final bad input."""
+    try:
+        moment = datetime.fromisoformat(as_of)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"as_of is not a time: {as_of!r}") from exc
+    if moment.tzinfo is None:
+        raise InvalidInput(f"as_of has no UTC offset: {as_of!r}")
+    return moment
 
 
 def final_on_bad_input(
@@ -95,15 +107,13 @@ class RoundActivities:
     @final_on_bad_input
     async def plan_round(self, given: PlanRoundInput) -> RoundPlanResult:
         async with self.db.session() as session:
-            plan = await scheduling.plan_round(
-                session, round_id=given.round_id, now=datetime.fromisoformat(given.as_of)
-            )
+            plan = await scheduling.plan_round(session, round_id=given.round_id, now=clock(given.as_of))
         return RoundPlanResult(
             status=str(plan.status),
             deadline=plan.deadline.isoformat(),
             close_reason=str(plan.close_reason) if plan.close_reason else None,
             mail_due=plan.mail_due,
-            next_mail_at=plan.next_mail_at.isoformat() if plan.next_mail_at else None,
+            next_mail_in=plan.next_mail_in,
             acts_now=plan.acts_now,
             finished=plan.finished,
         )
@@ -113,10 +123,7 @@ class RoundActivities:
     async def close_round(self, given: CloseRoundInput) -> bool:
         async with self.db.write_session() as session:
             return await scheduling.close_round(
-                session,
-                round_id=given.round_id,
-                now=datetime.fromisoformat(given.as_of),
-                settings=self.settings,
+                session, round_id=given.round_id, now=clock(given.as_of), settings=self.settings
             )
 
     @activity.defn(name="deliver_mail")
@@ -124,38 +131,47 @@ class RoundActivities:
     async def deliver_mail(self, given: DeliverMailInput) -> DeliveryResult:
         limit = self.settings.mail_batch_size
         async with heartbeating():
-            outcome = await outbox.deliver_due(
+            outcome = await delivery.deliver_due(
                 self.db, self.sender, self.settings, round_id=given.round_id, limit=limit
             )
         return DeliveryResult(
             sent=outcome.sent,
             refused=outcome.refused,
             retry_later=outcome.retry_later,
+            cancelled=outcome.cancelled,
             more_due=outcome.more_may_be_due(limit),
         )
 
     @activity.defn(name="reconcile")
     @final_on_bad_input
-    async def reconcile(self, _given: ReconcileInput) -> ReconcileResult:
+    async def reconcile(self, given: ReconcileInput) -> ReconcileResult:
         """Every round that needs a scheduler has one running, and any that has something due now is told
         to look: whatever a lost signal, a launch while Temporal was down or a crash left undone is done
-        within one reconciler period. Then email of no round is delivered."""
+        within one reconciler period. Then email of no round is delivered. A round that cannot be seen
+        to is logged and left for the next period; it does not keep the others waiting."""
         scheduler = Scheduler(self.settings, client=activity.client())
-        woken = 0
+        now = clock(given.as_of)
+        woken = failed = 0
         async with heartbeating():
             async with self.db.session() as session:
                 round_ids = await scheduling.rounds_to_schedule(session)
             for round_id in round_ids:
-                await scheduler.start_round(round_id)
-                async with self.db.session() as session:
-                    plan = await scheduling.plan_round(session, round_id=round_id, now=utcnow())
-                if plan.acts_now:
-                    await scheduler.wake(round_id)
-                    woken += 1
-            delivered = await outbox.deliver_due(
+                try:
+                    await scheduler.start_round(round_id)
+                    async with self.db.session() as session:
+                        plan = await scheduling.plan_round(session, round_id=round_id, now=now)
+                    if plan.acts_now:
+                        await scheduler.wake(round_id)
+                        woken += 1
+                except Exception:  # one round's trouble must not leave the others unreconciled
+                    log.exception("could not reconcile round %s; trying again next period", round_id)
+                    failed += 1
+            delivered = await delivery.deliver_due(
                 self.db, self.sender, self.settings, round_id=None, limit=self.settings.mail_batch_size
             )
-        return ReconcileResult(schedulers=len(round_ids), woken=woken, mail_sent=delivered.sent)
+        return ReconcileResult(
+            schedulers=len(round_ids) - failed, woken=woken, failed=failed, mail_sent=delivered.sent
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.open_round, self.plan_round, self.close_round, self.deliver_mail, self.reconcile]

@@ -8,6 +8,7 @@ launch is recorded, a sign-off is stored) and the reconciler does the rest once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -23,19 +24,18 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
-    WorkflowExecutionStatus,
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from models.audit import Actor
-from services import rounds, scheduling
+from services import rounds
 from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
 from workflows.names import RECONCILER_WORKFLOW, ROUND_WORKFLOW, SCHEDULER_VERSION, WAKE_SIGNAL
-from workflows.payloads import ReconcileInput, RoundRef
+from workflows.payloads import RoundRef
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,6 @@ def _reconciler_schedule(settings: Settings) -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             RECONCILER_WORKFLOW,
-            ReconcileInput(),
             id=f"{settings.workflow_id_prefix}reconcile",
             task_queue=settings.task_queue,
             run_timeout=timedelta(minutes=10),
@@ -169,26 +168,27 @@ async def ensure_reconciler(client: Client, settings: Settings, *, run_now: bool
         await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
 
 
-async def replace_outdated_schedulers(client: Client, db: Database, settings: Settings) -> int:
+async def replace_outdated_schedulers(client: Client, settings: Settings) -> int:
     """Terminate the running schedulers that older code started (their history cannot replay on this
-    code) and start them again; they keep no state, so nothing is lost. Returns how many were replaced."""
-    async with db.session() as session:
-        round_ids = await scheduling.rounds_to_schedule(session)
+    code) and start them again; they keep no state, so nothing is lost. Found through Temporal's own list
+    of running workflows, so that a round the database no longer thinks needs one (a round closed by old
+    code while its notice was still being sent) is not left behind. Returns how many were replaced."""
+    prefix = round_workflow_id(settings, 0).removesuffix("0")
+    query = (
+        f"WorkflowType = '{ROUND_WORKFLOW}' AND ExecutionStatus = 'Running' "
+        f"AND TaskQueue = '{settings.task_queue}'"
+    )
+    scheduler = Scheduler(settings, client=client)
     replaced = 0
-    for round_id in round_ids:
-        handle = client.get_workflow_handle(round_workflow_id(settings, round_id))
-        try:
-            described = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                continue
-            raise
-        if described.status != WorkflowExecutionStatus.RUNNING:
+    async for execution in client.list_workflows(query):
+        number = execution.id.removeprefix(prefix)
+        if not execution.id.startswith(prefix) or not number.isdigit():
             continue
-        memo = await described.memo()
-        if memo.get("scheduler_version") == SCHEDULER_VERSION:
+        if (await execution.memo()).get("scheduler_version") == SCHEDULER_VERSION:
             continue
-        await handle.terminate(reason=f"replaced by a scheduler of version {SCHEDULER_VERSION}")
-        await Scheduler(settings, client=client).start_round(round_id)
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        with contextlib.suppress(RPCError):  # it may have ended meanwhile
+            await handle.terminate(reason=f"replaced by a scheduler of version {SCHEDULER_VERSION}")
+        await scheduler.start_round(int(number))
         replaced += 1
     return replaced

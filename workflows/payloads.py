@@ -40,7 +40,7 @@ class RoundPlanResult:
     deadline: str
     close_reason: str | None
     mail_due: int
-    next_mail_at: str | None  # when the next email not yet due becomes due
+    next_mail_in: float | None  # seconds until the next email not yet due becomes due
     acts_now: bool
     finished: bool  # closed, with nothing left to deliver
 
@@ -61,16 +61,20 @@ class DeliveryResult:
     sent: int
     refused: int
     retry_later: int
+    cancelled: int
     more_due: bool  # the batch was full and the server accepting: more is probably due at once
 
 
 @dataclass(frozen=True)
 class ReconcileInput:
-    """Nothing to say: the reconciler reads everything it needs from the database."""
+    """The reconciler reads everything else from the database."""
+
+    as_of: str
 
 
 @dataclass(frozen=True)
 class ReconcileResult:
     schedulers: int  # rounds whose scheduler was found running or started
     woken: int  # of them, rounds with something due now that were told to look
+    failed: int  # rounds that could not be seen to this time (logged; tried again next period)
     mail_sent: int  # email of no round delivered

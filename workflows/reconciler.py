@@ -22,10 +22,10 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name=RECONCILER_WORKFLOW)
 class ReconcilerWorkflow:
     @workflow.run
-    async def run(self, given: ReconcileInput) -> ReconcileResult:
+    async def run(self) -> ReconcileResult:
         return await workflow.execute_activity_method(
             RoundActivities.reconcile,
-            given,
+            ReconcileInput(as_of=workflow.now().isoformat()),
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(seconds=30),
             # The next run comes within a minute anyway: a failing one need not insist.

@@ -33,6 +33,8 @@ QUICK = timedelta(seconds=60)
 BATCH = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # the activities heartbeat every few seconds while they run
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+MIN_MAIL_WAIT = 1.0
+"""Seconds, at least, before looking again at email that is not yet due."""
 IDLE_PAUSE = timedelta(seconds=5)
 """After a delivery that found nothing to take although the plan said some was due (another attempt
 took it first), wait this long rather than plan again at once."""
@@ -87,7 +89,7 @@ class ConsultationRoundWorkflow:
                 result = await self._deliver(round_id)
                 while result.more_due and not self._wake:
                     result = await self._deliver(round_id)
-                if not (result.sent or result.refused or result.retry_later):
+                if not (result.sent or result.refused or result.retry_later or result.cancelled):
                     await self._sleep_until(workflow.now() + IDLE_PAUSE)
                 continue
             self._phase = "waiting"
@@ -119,8 +121,10 @@ class ConsultationRoundWorkflow:
         candidates = []
         if plan.status == "open":
             candidates.append(datetime.fromisoformat(plan.deadline))
-        if plan.next_mail_at is not None:
-            candidates.append(datetime.fromisoformat(plan.next_mail_at))
+        if plan.next_mail_in is not None:
+            # Relative, and never less than a moment: the outbox's times are the database host's clock,
+            # which need not agree with the scheduler's.
+            candidates.append(workflow.now() + timedelta(seconds=max(plan.next_mail_in, MIN_MAIL_WAIT)))
         return min(candidates) if candidates else None
 
     async def _sleep_until(self, moment: datetime | None) -> None:

@@ -12,7 +12,7 @@ from temporalio.worker import Worker
 from notifications.sending import EmailSender
 from notifications.smtp import SmtpSender
 from services.db import Database
-from services.outbox import smtp_config
+from services.delivery import smtp_config
 from services.settings import Settings
 from workflows.activities import RoundActivities
 from workflows.client import Scheduler, ensure_reconciler, replace_outdated_schedulers
@@ -42,7 +42,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     client = await Scheduler(settings).client()
     try:
         async with build_worker(client, db=db, sender=sender, settings=settings):
-            replaced = await replace_outdated_schedulers(client, db, settings)
+            replaced = await replace_outdated_schedulers(client, settings)
             await ensure_reconciler(client, settings)
             log.info(
                 "worker on task queue %s; %d scheduler(s) of older code replaced; reconciling every %d s",

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
@@ -21,7 +22,7 @@ from models.outbox import OutboxMessage
 from models.reviews import AccessLink, LinkToken
 from notifications.mailbox import DevMailbox, SinkServer, serve_smtp
 from notifications.smtp import SmtpSender
-from services import outbox, review_page, rounds, scheduling
+from services import delivery, outbox, review_page, rounds, scheduling
 from services.audit import browse
 from services.db import Database
 from services.errors import Forbidden
@@ -62,10 +63,10 @@ def pointed_at(settings: Settings, port: int, **changes: object) -> Settings:
     )
 
 
-async def deliver(db: Database, settings: Settings, *, round_id: int | None) -> outbox.DeliveryOutcome:
-    sender = SmtpSender(outbox.smtp_config(settings))
+async def deliver(db: Database, settings: Settings, *, round_id: int | None) -> delivery.DeliveryOutcome:
+    sender = SmtpSender(delivery.smtp_config(settings))
     try:
-        return await outbox.deliver_due(db, sender, settings, round_id=round_id, limit=200)
+        return await delivery.deliver_due(db, sender, settings, round_id=round_id, limit=200)
     finally:
         await sender.close()
 
@@ -236,14 +237,11 @@ async def test_a_claim_left_by_a_dead_attempt_lapses_and_both_copies_of_a_repeat
     round_id = await launched_round(db, settings)
     # An attempt claims the invitations and makes their tokens, the server takes the emails, and the
     # worker dies before it records that.
-    outcome = outbox.DeliveryOutcome()
     async with db.write_session() as session:
-        taken = await session.run_sync(
-            outbox._take, outbox._Scope(round_id), 200, outbox.lease_of(settings), outcome
-        )
+        taken, outcome = await session.run_sync(delivery._take, round_id, 200, settings)
         await session.commit()
-    recorder = outbox._Recorder(db, settings, outcome, outbox._Leases(db, settings))
-    claimed = await outbox._written(taken, settings, recorder)
+    recorder = delivery._Recorder(db, settings, outcome, delivery._Leases(db, settings, {}))
+    claimed = await delivery._written(taken, settings, recorder)
     assert len(claimed) == 6
     first_tokens = {row.email.to_address: row.email.text for row in claimed}
     async with db.session() as session:
@@ -350,3 +348,43 @@ async def test_the_scheduler_gives_a_round_launched_without_invitations_the_ones
         f"invitation:{link.task_id}:{link.role}" for link in links
     )
     assert {row.link_id for row in await rows(db)} == {link.id for link in links}
+
+
+class LateSink(RecordingSink):
+    """A relay that takes the message but answers only after the sender has stopped waiting."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        await asyncio.sleep(1.0)
+        return reply
+
+
+async def test_an_invitation_whose_fate_is_unknown_keeps_a_working_link_and_is_sent_again(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    mailbox = DevMailbox(tmp_path / "late")
+    async with await serve_smtp(LateSink(tmp_path / "late"), "127.0.0.1", 0) as server:
+        settings = pointed_at(settings, server.port, outbox_retry_start_seconds=0.2)
+        round_id = await seed_round(
+            db, deadline=datetime.now(UTC) + timedelta(days=5), keys=["municipality-tirane"]
+        )
+        async with db.write_session() as session:
+            await rounds.launch(session, round_id=round_id, actor=TEST_ACTOR, settings=settings)
+        impatient = SmtpSender(replace(delivery.smtp_config(settings), timeout=0.3))
+        try:
+            first = await delivery.deliver_due(db, impatient, settings, round_id=round_id, limit=10)
+        finally:
+            await impatient.close()
+        assert (first.sent, first.retry_later) == (0, 2)
+        assert mailbox.count() == 2  # the relay had taken them all the same
+        await asyncio.sleep(settings.outbox_retry_start_seconds)
+        second = await deliver(db, settings, round_id=round_id)
+        assert second.sent == 2
+    copies = [mailbox.get(entry.key) for entry in mailbox.list()]
+    assert len(copies) == 4
+    assert len({copy.header("Message-ID") for copy in copies}) == 2  # the same two messages, each twice
+    for copy in copies:  # the copies the sender gave up on open the page as well as the others
+        (url,) = [url for url in copy.links if "/t/" in url]
+        async with db.session() as session:
+            page = await review_page.review_page(session, token=url.rsplit("/t/", 1)[1])
+        assert page.context.link.email == parseaddr(copy.to)[1]

