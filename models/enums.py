@@ -36,18 +36,32 @@ class RoundStatus(StrEnum):
     draft = "draft"
     open = "open"
     closed = "closed"
+    cancelled = "cancelled"
 
 
 class CloseReason(StrEnum):
     all_signed_off = "all_signed_off"
-    deadline = "deadline"
+    deadline = "deadline"  # rounds closed by older versions, which closed at the deadline
+    coordinator = "coordinator"  # closed by the coordinator (at or before the deadline), with a reason
+    cancelled = "cancelled"
+
+
+class SilenceMeaning(StrEnum):
+    """What an organisation's silence means when the round closes."""
+
+    no_response = "no_response"
+    content = "content"  # "a nil return means content"
 
 
 class TaskStatus(StrEnum):
     pending = "pending"  # created; no invitation delivered yet
     invited = "invited"  # at least one contact has been emailed
+    commenting = "commenting"  # comments written, no sign-off yet
     signed_off = "signed_off"
+    overdue = "overdue"  # the deadline (and grace period) passed without a sign-off; escalated
     no_response = "no_response"  # the round closed without a sign-off
+    deemed_content = "deemed_content"  # closed without a sign-off in a round where silence means content
+    cancelled = "cancelled"  # the round was cancelled
 
 
 class ContactRole(StrEnum):
@@ -77,6 +91,16 @@ class Decision(StrEnum):
 class MessageKind(StrEnum):
     invitation = "invitation"
     round_closed = "round_closed"
+    reminder = "reminder"  # one a day per person: every task of theirs with a reminder due that day
+    escalation = "escalation"  # to an organisation's escalation contact: its task is overdue
+    escalation_summary = "escalation_summary"  # to the coordinator: which tasks became overdue
+    deadline_extended = "deadline_extended"
+    round_cancelled = "round_cancelled"
+
+
+class ReminderStatus(StrEnum):
+    sent = "sent"  # included in that day's reminder to the task's contacts
+    skipped = "skipped"  # a later reminder of the same deadline was due by the time it could go out
 
 
 class OutboxStatus(StrEnum):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
@@ -15,6 +16,19 @@ from models.types import UTCDateTime, enum_column, utcnow
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,79}$"
 OrganisationKey = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Tirane)") from exc
+    return value.strip()
+
+
+TimeZoneName = Annotated[str | None, AfterValidator(_check_zone)]
 
 
 class OrganisationBase(SQLModel):
@@ -27,6 +41,9 @@ class OrganisationBase(SQLModel):
     alternate_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
     escalation_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
     language: Language = Field(default=Language.sq, sa_type=enum_column(Language, 5))
+    timezone: TimeZoneName = Field(
+        default=None, max_length=64, sa_type=sa.String(64), description="Omitted: the round's time zone."
+    )
 
 
 class OrganisationCreate(OrganisationBase):
@@ -43,6 +60,7 @@ class OrganisationUpdate(SQLModel):
     alternate_email: EmailAddress | None = Field(default=None, max_length=320)
     escalation_email: EmailAddress | None = Field(default=None, max_length=320)
     language: Language | None = None
+    timezone: TimeZoneName = Field(default=None, max_length=64)
 
 
 class Organisation(OrganisationBase, table=True):

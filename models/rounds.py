@@ -2,14 +2,68 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, time
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from sqlmodel import Field, SQLModel
 
-from models.enums import CloseReason, Decision, OrganisationKind, RoundStatus, TaskStatus
+from models.enums import (
+    CloseReason,
+    Decision,
+    OrganisationKind,
+    ReminderStatus,
+    RoundStatus,
+    SilenceMeaning,
+    TaskStatus,
+)
 from models.types import UTCDateTime, enum_column, utcnow
+
+EARLIEST_REMINDER = time(7, 0)
+LATEST_REMINDER = time(17, 0)
+REMINDERS_UNTIL = time(19, 0)
+"""A reminder that could not go out at its time goes out later that day, but not after this (local)."""
+
+
+class ReminderPolicy(BaseModel):
+    """When focal points are reminded: so many working days before their deadline, at a local time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    working_days_before: list[int] = Field(
+        default_factory=lambda: [7, 2, 1], max_length=10, description="Each 1 to 60; [] sends no reminders."
+    )
+    at: str = Field(default="09:00", description="Local time of day, HH:MM, between 07:00 and 17:00.")
+    text: str = Field(default="", max_length=2000, description="The coordinator's words, added to each one.")
+
+    @field_validator("working_days_before")
+    @classmethod
+    def _offsets(cls, value: list[int]) -> list[int]:
+        if any(offset < 1 or offset > 60 for offset in value):
+            raise ValueError("each reminder is 1 to 60 working days before the deadline")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("at")
+    @classmethod
+    def _daytime(cls, value: str) -> str:
+        if not re.fullmatch(r"\d{2}:\d{2}", value):
+            raise ValueError("the time is HH:MM, e.g. 09:00")
+        hour, minute = int(value[:2]), int(value[3:])
+        if hour > 23 or minute > 59:
+            raise ValueError("the time is HH:MM, e.g. 09:00")
+        if not EARLIEST_REMINDER <= time(hour, minute) <= LATEST_REMINDER:
+            raise ValueError("reminders go out in working hours: between 07:00 and 17:00")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    def clock(self) -> time:
+        return time(int(self.at[:2]), int(self.at[3:]))
 
 
 class Round(SQLModel, table=True):
@@ -25,6 +79,19 @@ class Round(SQLModel, table=True):
     launched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     close_reason: CloseReason | None = Field(default=None, sa_type=enum_column(CloseReason, 20))
+    close_note: str | None = Field(default=None, sa_type=sa.Text, description="The coordinator's reason.")
+    procedure: str = Field(default="interministerial", max_length=40)
+    jurisdiction: str = Field(default="AL", max_length=10)
+    timezone: str = Field(default="Europe/Tirane", max_length=64)
+    minimum_period_reason: str | None = Field(default=None, sa_type=sa.Text)
+    grace_period_hours: int = Field(default=0)
+    silence_means: SilenceMeaning = Field(
+        default=SilenceMeaning.no_response, sa_type=enum_column(SilenceMeaning, 20)
+    )
+    reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+    def reminders(self) -> ReminderPolicy:
+        return ReminderPolicy.model_validate(self.reminder_policy or {})
 
 
 class ReviewTask(SQLModel, table=True):
@@ -43,6 +110,27 @@ class ReviewTask(SQLModel, table=True):
     invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decision: Decision | None = Field(default=None, sa_type=enum_column(Decision, 30))
+    deadline: datetime = Field(sa_type=UTCDateTime, description="The round's, or its own after an extension.")
+    escalated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_activity_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TaskReminder(SQLModel, table=True):
+    """A reminder of a task for one deadline: due so many working days before it. A row means it was
+    decided (sent in that day's reminder to the task's contacts, or skipped); the key makes it once."""
+
+    __tablename__ = "task_reminders"
+    __table_args__ = (sa.UniqueConstraint("task_id", "deadline", "working_days_before"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
+    round_id: int = Field(foreign_key="rounds.id", index=True)
+    deadline: datetime = Field(sa_type=UTCDateTime, description="The deadline it was planned for.")
+    working_days_before: int
+    due_at: datetime = Field(sa_type=UTCDateTime, description="When it was due, local time turned UTC.")
+    status: ReminderStatus = Field(sa_type=enum_column(ReminderStatus, 20))
+    decided_at: datetime = Field(sa_type=UTCDateTime, description="The scheduler's time when decided.")
+    outbox_keys: list[str] = Field(default_factory=list, sa_type=sa.JSON)
 
 
 class RoundCreate(SQLModel):
@@ -61,8 +149,19 @@ class RoundCreate(SQLModel):
     assignments: dict[str, list[str]] | None = Field(
         default=None, description="Per-organisation section numbers, overriding section_numbers for that key."
     )
+    procedure: str = Field(default="interministerial", description="interministerial | public_consultation")
+    jurisdiction: str = Field(default="AL", description="Country whose public holidays are not working days.")
+    timezone: str = Field(default="Europe/Tirane", description="The secretariat's IANA time zone.")
+    minimum_period_reason: str | None = Field(
+        default=None, max_length=5000, description="Required when the period is shorter than the minimum."
+    )
+    grace_period_hours: int = Field(default=0, ge=0, le=168, description="Links still work this long after.")
+    silence_means: SilenceMeaning = SilenceMeaning.no_response
+    reminder_policy: ReminderPolicy | None = Field(
+        default=None, description="Omitted: the procedure's (7, 2 and 1 working days before, at 09:00)."
+    )
 
-    @field_validator("title", mode="before")
+    @field_validator("title", "minimum_period_reason", mode="before")
     @classmethod
     def _strip_title(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
@@ -79,17 +178,43 @@ class TaskSummary(SQLModel):
     decision: Decision | None
     invited_at: datetime | None
     completed_at: datetime | None
+    deadline: datetime
+    escalated_at: datetime | None = None
     undeliverable: list[str] = Field(
         default_factory=list, description="Contacts whose invitation the mail server refused, and why."
     )
+
+
+class TaskRead(SQLModel):
+    """A review task as the API lists it."""
+
+    id: int
+    organisation_key: str
+    organisation_name: str
+    status: TaskStatus
+    deadline: datetime
+    deadline_local: str = Field(description="The deadline in the organisation's time zone.")
+    working_days_left: int
+    reminders_sent: int
+    last_reminder_at: datetime | None
+    escalated_at: datetime | None
+    invited_at: datetime | None
+    last_activity_at: datetime | None
+    completed_at: datetime | None
+    decision: Decision | None
+    comments: int
 
 
 class RoundCounts(SQLModel):
     organisations: int
     pending: int
     invited: int
+    commenting: int = 0
     signed_off: int
+    overdue: int = 0
     no_response: int
+    deemed_content: int = 0
+    cancelled: int = 0
     comments: int
 
 
@@ -103,6 +228,15 @@ class RoundRead(SQLModel):
     launched_at: datetime | None
     closed_at: datetime | None
     close_reason: CloseReason | None
+    close_note: str | None = None
+    procedure: str
+    jurisdiction: str
+    timezone: str
+    minimum_period_reason: str | None
+    grace_period_hours: int
+    silence_means: SilenceMeaning
+    reminder_policy: ReminderPolicy
+    period_working_days: int = Field(description="Working days from launch (or today) to the deadline.")
     counts: RoundCounts
     tasks: list[TaskSummary]
 
@@ -125,3 +259,34 @@ class RoundLaunchRead(SQLModel):
     id: int
     launched: bool = Field(description="False when the round was already open: nothing new was started.")
     workflow_id: str
+
+
+class ReasonGiven(SQLModel):
+    """A coordinator's command that must say why (cancel, close early)."""
+
+    reason: str = Field(min_length=3, max_length=5000)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+class ExtensionCreate(SQLModel):
+    deadline: AwareDatetime = Field(description="The new deadline, ISO 8601 with a UTC offset.")
+    reason: str = Field(min_length=3, max_length=5000)
+    organisation_keys: list[str] | None = Field(
+        default=None, min_length=1, description="Only these organisations; omitted: the whole round."
+    )
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+class ExtensionRead(SQLModel):
+    round_id: int
+    deadline: datetime
+    organisation_keys: list[str] = Field(description="The organisations whose deadline it moved.")
+    notices: int = Field(description="Contacts told of it.")

@@ -24,11 +24,13 @@ FALLBACK_LANGUAGE = Language.en
 # before rendering rather than shown to a recipient.
 _CHOICES: dict[MessageKind, dict[str, frozenset[str]]] = {
     MessageKind.invitation: {"contact_role": frozenset({"focal_point", "alternate"})},
-    MessageKind.round_closed: {"reason": frozenset({"all_signed_off", "deadline"})},
+    MessageKind.round_closed: {"reason": frozenset({"all_signed_off", "deadline", "coordinator"})},
 }
 _URL_KEYS: dict[MessageKind, tuple[str, ...]] = {
     MessageKind.invitation: ("link_url",),
     MessageKind.round_closed: ("round_url",),
+    MessageKind.escalation_summary: ("round_url",),
+    MessageKind.deadline_extended: ("link_url",),
 }
 _WHITESPACE = re.compile(r"\s+")
 

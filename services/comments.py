@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.documents import Section
-from models.enums import CommentStatus
+from models.enums import CommentStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import (
     Comment,
@@ -68,7 +68,12 @@ def comment_view(comment: Comment, numbers: dict[int | None, str]) -> CommentVie
 async def _commit_with_event(
     session: AsyncSession, context: LinkContext, action: str, data: dict[str, Any]
 ) -> None:
-    """Record the focal point's action on the audit trail and commit it with the change it records."""
+    """Record the focal point's action on the audit trail and commit it with the change it records; the
+    task shows it as its last activity, and a task with comments is being commented on."""
+    context.task.last_activity_at = utcnow()
+    if action == "comment.added" and context.task.status in (TaskStatus.pending, TaskStatus.invited):
+        context.task.status = TaskStatus.commenting
+    session.add(context.task)
     async with trail.chain_turn(session):
         await trail.append(
             session,

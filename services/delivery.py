@@ -139,7 +139,8 @@ class _Taken:
     context: dict[str, Any]
     attempt: int
     created_at: datetime
-    token: str | None
+    tokens: dict[str, str]
+    """Per link the message carries, the token made for it."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,23 @@ _GIVE_UP = (
 )
 
 
+DECIDED_AT_HEADER = "X-Roundtable-Decided-At"
+"""When the scheduler decided a timed message (a reminder, an escalation), by its clock: the Date header
+says when it was delivered, which a retry can make later."""
+
+
+def _headers(context: dict[str, Any]) -> dict[str, str]:
+    decided_at = context.get("decided_at")
+    return {DECIDED_AT_HEADER: decided_at} if isinstance(decided_at, str) else {}
+
+
+def _links_of(link_id: str | None, context: dict[str, Any]) -> list[str]:
+    """The review links a message carries: its own, and each of its items' (a day's reminder)."""
+    found = [link_id] if link_id is not None else []
+    found += [item["link_id"] for item in context.get("items", ()) if item.get("link_id")]
+    return list(dict.fromkeys(found))
+
+
 def _take(
     session: Session, round_id: int | None, limit: int, settings: Settings
 ) -> tuple[list[_Taken], DeliveryOutcome]:
@@ -278,7 +296,7 @@ def _take(
     else:
         found = connection.execute(_DUE_OF_ROUND, {"now": now, "limit": limit, "round_id": round_id})
     rows = found.all()
-    link_ids = sorted({row.link_id for row in rows if row.link_id is not None})
+    link_ids = sorted({link_id for row in rows for link_id in _links_of(row.link_id, row.context)})
     usable = set(connection.execute(_USABLE_LINKS, {"link_ids": link_ids}).scalars()) if link_ids else set()
     give_up_after = timedelta(hours=settings.outbox_give_up_hours)
     outcome = DeliveryOutcome()
@@ -288,6 +306,16 @@ def _take(
     events: list[NewEvent] = []
     tokens: list[dict[str, Any]] = []
     for row in rows:
+        context = row.context
+        if "items" in context:
+            # A message about several tasks (a day's reminder) goes with those whose link still works.
+            context = {
+                **context,
+                "items": [item for item in context["items"] if item.get("link_id") in usable],
+            }
+            if not context["items"]:
+                cancelled.append(row.id)
+                continue
         if row.link_id is not None and row.link_id not in usable:
             cancelled.append(row.id)
             continue
@@ -304,12 +332,10 @@ def _take(
                 )
             )
             continue
-        token = None
-        if row.link_id is not None:
-            token, digest = new_secret()
-            tokens.append(
-                {"token_sha256": digest, "link_id": row.link_id, "outbox_id": row.id, "issued_at": now}
-            )
+        made: dict[str, str] = {}
+        for link_id in _links_of(row.link_id, context):
+            made[link_id], digest = new_secret()
+            tokens.append({"token_sha256": digest, "link_id": link_id, "outbox_id": row.id, "issued_at": now})
         taken.append(
             _Taken(
                 id=row.id,
@@ -321,10 +347,10 @@ def _take(
                 to_email=row.to_email,
                 to_name=row.to_name,
                 language=Language(row.language),
-                context=row.context,
+                context=context,
                 attempt=row.attempts + 1,
                 created_at=row.created_at,
-                token=token,
+                tokens=made,
             )
         )
     if taken:
@@ -348,8 +374,16 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
     written: list[_Written] = []
     for row in taken:
         context = row.context
-        if row.token is not None:
-            context = {**context, "link_url": review_url(settings.public_base_url, row.token)}
+        if row.link_id is not None:
+            context = {**context, "link_url": review_url(settings.public_base_url, row.tokens[row.link_id])}
+        if "items" in context:
+            context = {
+                **context,
+                "items": [
+                    {**item, "link_url": review_url(settings.public_base_url, row.tokens[item["link_id"]])}
+                    for item in context["items"]
+                ],
+            }
         message_id = message_id_for(row.key, domain)
         try:
             rendered = render_email(row.kind, row.language, context)
@@ -359,7 +393,11 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
             recorder.add(_Written(row, email), DeliveryResult.failed(email, failure, retryable=False))
         else:
             email = OutgoingEmail.from_rendered(
-                rendered, to_address=row.to_email, to_name=row.to_name, message_id=message_id
+                rendered,
+                to_address=row.to_email,
+                to_name=row.to_name,
+                message_id=message_id,
+                headers=_headers(row.context),
             )
             written.append(_Written(row, email))
         await asyncio.sleep(0)
@@ -598,10 +636,10 @@ def _write_record(
                 invited_tasks.add(row.task_id)
             continue
         error = (result.error or "refused")[:1000]
-        if row.token is not None and not result.uncertain:
-            # The server certainly did not take the email that carried it. One whose fate is unknown keeps
-            # its token: if it did arrive, its link must work.
-            unused_tokens.append(sha256_hex(row.token))
+        if not result.uncertain:
+            # The server certainly did not take the email that carried them. One whose fate is unknown
+            # keeps its tokens: if it did arrive, its links must work.
+            unused_tokens += [sha256_hex(token) for token in row.tokens.values()]
         if result.retryable:
             outcome.retry_later += 1
             due_at = now + retry_delay(settings, row.attempt)

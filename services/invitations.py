@@ -7,7 +7,8 @@ there and adds only what is missing, so the scheduler can repair a round launche
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
@@ -82,6 +83,7 @@ class _Contact:
     section_ids: list[int]
     organisation_name: str
     language: Language
+    timezone: str | None
 
 
 _TASKS_WITHOUT_LINKS = (
@@ -96,6 +98,7 @@ _TASKS_WITHOUT_LINKS = (
         ORGANISATIONS.c.focal_point_name,
         ORGANISATIONS.c.alternate_email,
         ORGANISATIONS.c.alternate_name,
+        ORGANISATIONS.c.timezone,
     )
     .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
     .outerjoin(ACCESS_LINKS, ACCESS_LINKS.c.task_id == REVIEW_TASKS.c.id)
@@ -116,7 +119,19 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
     issued: list[dict[str, object]] = []
     contacts: list[_Contact] = []
     events: list[NewEvent] = []
-    for task_id, section_ids, key, name_en, name_sq, language, fp_email, fp_name, alt_email, alt_name in rows:
+    for (
+        task_id,
+        section_ids,
+        key,
+        name_en,
+        name_sq,
+        language,
+        fp_email,
+        fp_name,
+        alt_email,
+        alt_name,
+        timezone,
+    ) in rows:
         people = [(ContactRole.focal_point, fp_email, fp_name)]
         if alt_email:
             people.append((ContactRole.alternate, alt_email, alt_name))
@@ -137,6 +152,7 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
                 section_ids=section_ids,
                 organisation_name=_local_name(language, name_en, name_sq),
                 language=Language(language),
+                timezone=timezone,
             )
             for link in task_links
         )
@@ -172,6 +188,7 @@ _LINKS_WITHOUT_INVITATIONS = (
         ORGANISATIONS.c.name_en,
         ORGANISATIONS.c.name_sq,
         ORGANISATIONS.c.language,
+        ORGANISATIONS.c.timezone,
     )
     .join(REVIEW_TASKS, REVIEW_TASKS.c.id == ACCESS_LINKS.c.task_id)
     .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
@@ -202,10 +219,11 @@ async def _invitations_missing(session: AsyncSession, shared: _Shared) -> list[M
                 section_ids=section_ids,
                 organisation_name=_local_name(language, name_en, name_sq),
                 language=Language(language),
+                timezone=timezone,
             ),
             shared,
         )
-        for link_id, task_id, role, email, name, section_ids, name_en, name_sq, language in rows
+        for link_id, task_id, role, email, name, section_ids, name_en, name_sq, language, timezone in rows
     ]
 
 
@@ -215,9 +233,18 @@ class _Shared:
 
     round_id: int
     round_title: str
-    deadline_text: dict[Language, str]
+    deadline: datetime
+    timezone: str
     sender_name: str
     sections: dict[int, dict[str, str]]
+    deadline_texts: dict[tuple[Language, str], str] = field(default_factory=dict)
+
+    def deadline_text(self, language: Language, timezone: str | None) -> str:
+        """In the organisation's language and time zone (the round's when it has none)."""
+        where = timezone or self.timezone
+        if (language, where) not in self.deadline_texts:
+            self.deadline_texts[language, where] = when_text(self.deadline, timezone=where, language=language)
+        return self.deadline_texts[language, where]
 
     @classmethod
     async def of(cls, session: AsyncSession, round_: Round, settings: Settings) -> _Shared:
@@ -229,10 +256,8 @@ class _Shared:
         return cls(
             round_id=round_.id or 0,
             round_title=round_.title,
-            deadline_text={
-                language: when_text(round_.deadline, timezone=settings.timezone, language=language)
-                for language in Language
-            },
+            deadline=round_.deadline,
+            timezone=round_.timezone,
             sender_name=sender_name(settings),
             sections={
                 section_id or 0: {"number": number, "heading": heading}
@@ -247,7 +272,7 @@ def _invitation(contact: _Contact, shared: _Shared) -> Mail:
         "organisation_name": contact.organisation_name,
         "contact_name": contact.name,
         "contact_role": str(contact.role),
-        "deadline_text": shared.deadline_text[contact.language],
+        "deadline_text": shared.deadline_text(contact.language, contact.timezone),
         "sections": [shared.sections[section_id] for section_id in contact.section_ids],
         "sender_name": shared.sender_name,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -120,14 +120,22 @@ class LinkContext:
         return Actor(kind=ActorKind.link, id=self.link.id, email=self.link.email)
 
 
+def writable_until(task: ReviewTask, round_: Round) -> datetime:
+    """The task's deadline plus the grace period: its links take comments and a sign-off until then."""
+    return task.deadline + timedelta(hours=round_.grace_period_hours)
+
+
 def state_of(context: LinkContext, now: datetime) -> ReviewState:
-    if context.round.status == RoundStatus.closed:
+    if context.round.status != RoundStatus.open or context.task.status in CLOSED_TASK_STATUSES:
         return ReviewState.closed
     if context.task.status == TaskStatus.signed_off:
         return ReviewState.signed_off
-    if now >= context.round.deadline:
+    if context.task.status == TaskStatus.overdue or now >= writable_until(context.task, context.round):
         return ReviewState.deadline_passed
     return ReviewState.open
+
+
+CLOSED_TASK_STATUSES = frozenset({TaskStatus.no_response, TaskStatus.deemed_content, TaskStatus.cancelled})
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ OPTIONAL_COLUMNS = (
     "alternate_email",
     "escalation_email",
     "language",
+    "timezone",
 )
 # The registry fields a row sets; the key identifies the row.
 RECORD_FIELDS = tuple(name for name in OrganisationCreate.model_fields if name != "key")

@@ -66,28 +66,51 @@ async def enqueue(session: AsyncSession, *, mails: Sequence[Mail]) -> None:
     if not mails:
         return
     now = utcnow()
-    rows = [
-        {
-            "key": mail.key,
-            "kind": mail.kind,
-            "round_id": mail.round_id,
-            "task_id": mail.task_id,
-            "link_id": mail.link_id,
-            "to_email": mail.to_email,
-            "to_name": mail.to_name,
-            "language": mail.language,
-            "context": mail.context,
-            "status": OutboxStatus.pending,
-            "attempts": 0,
-            "due_at": now,
-            "message_id": "",
-            "subject": "",
-            "created_at": now,
-        }
-        for mail in mails
-    ]
+    rows = [_row(mail, now) for mail in mails]
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.exec(dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"]), params=rows)
+
+
+ROWS_PER_RETURNING_INSERT = 200
+"""Rows per multi-row INSERT ... RETURNING (SQLite caps the parameters of one statement)."""
+
+
+async def enqueue_new(session: AsyncSession, *, mails: Sequence[Mail]) -> set[str]:
+    """As `enqueue`, and says which keys this call added: a key another decision (in a transaction that
+    committed first) already holds is not among them."""
+    added: set[str] = set()
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    for start in range(0, len(mails), ROWS_PER_RETURNING_INSERT):
+        rows = [_row(mail, now) for mail in mails[start : start + ROWS_PER_RETURNING_INSERT]]
+        statement = (
+            dialect.insert(OUTBOX)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(OUTBOX.c.key)
+        )
+        added.update((await session.exec(statement)).scalars())
+    return added
+
+
+def _row(mail: Mail, now: datetime) -> dict[str, Any]:
+    return {
+        "key": mail.key,
+        "kind": mail.kind,
+        "round_id": mail.round_id,
+        "task_id": mail.task_id,
+        "link_id": mail.link_id,
+        "to_email": mail.to_email,
+        "to_name": mail.to_name,
+        "language": mail.language,
+        "context": mail.context,
+        "status": OutboxStatus.pending,
+        "attempts": 0,
+        "due_at": now,
+        "message_id": "",
+        "subject": "",
+        "created_at": now,
+    }
 
 
 @dataclass(frozen=True)

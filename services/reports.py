@@ -29,6 +29,10 @@ class RoundClosure:
     no_response: list[str] = field(default_factory=list)
     objections: list[str] = field(default_factory=list)
     coordinator_email: str | None = None
+    close_note: str | None = None
+    timezone: str = "UTC"
+    silence_means: str = "no_response"
+    deemed_content: list[str] = field(default_factory=list)
 
 
 async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosure:
@@ -48,6 +52,7 @@ async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosu
             "organisations": detail.counts.organisations,
             "signed_off": detail.counts.signed_off,
             "no_response": detail.counts.no_response,
+            "deemed_content": detail.counts.deemed_content,
             "comments": detail.counts.comments,
         },
         decisions=dict(decisions),
@@ -56,6 +61,12 @@ async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosu
         ],
         objections=[task.organisation_name for task in detail.tasks if task.decision == "object"],
         coordinator_email=coordinator.email if coordinator else None,
+        close_note=round_.close_note,
+        timezone=round_.timezone,
+        silence_means=str(round_.silence_means),
+        deemed_content=[
+            task.organisation_name for task in detail.tasks if task.status == TaskStatus.deemed_content
+        ],
     )
 
 

@@ -111,6 +111,7 @@ async def sign_off(
         context.task.status = TaskStatus.signed_off
         context.task.decision = data.decision
         context.task.completed_at = event.at
+        context.task.last_activity_at = event.at
         session.add(context.task)
         # Counted while holding the audit chain head, which every sign-off takes: a sign-off committed
         # before this one is seen, one committed after sees this one, so the last one always knows.

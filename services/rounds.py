@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from sqlalchemy import case
 from sqlmodel import col, func, select
@@ -13,14 +14,24 @@ from models.documents import Section
 from models.enums import CommentStatus, RoundStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import Comment
-from models.rounds import ReviewTask, Round, RoundCounts, RoundCreate, RoundListItem, RoundRead, TaskSummary
+from models.rounds import (
+    ReminderPolicy,
+    ReviewTask,
+    Round,
+    RoundCounts,
+    RoundCreate,
+    RoundListItem,
+    RoundRead,
+    TaskSummary,
+)
 from models.types import utcnow
-from services import invitations
+from services import invitations, working_days
 from services.audit import trail
 from services.db import transactional
 from services.documents import sections_of_version
 from services.errors import Conflict, InvalidInput, NotFound
 from services.organisations import resolve_keys
+from services.procedures import get_procedure
 from services.settings import Settings
 
 
@@ -43,6 +54,20 @@ async def create_round(
 ) -> RoundRead:
     if data.deadline <= utcnow():
         raise InvalidInput("the deadline must be in the future")
+    procedure = get_procedure(data.procedure)
+    jurisdiction = working_days.check_jurisdiction(data.jurisdiction)
+    working_days.zone(data.timezone)
+    policy = data.reminder_policy or ReminderPolicy(
+        working_days_before=list(procedure.reminder_working_days_before), at=procedure.reminder_at
+    )
+    period = working_days.working_days_between(
+        jurisdiction,
+        working_days.local_date(utcnow(), data.timezone),
+        working_days.local_date(data.deadline, data.timezone),
+    )
+    check_period(
+        procedure_key=procedure.key, period=period, reason=data.minimum_period_reason, when="the deadline"
+    )
     sections = await sections_of_version(session, version_id=data.document_version_id)
     by_number = {section.number: section for section in sections}
     chosen = list(by_number) if data.section_numbers is None else data.section_numbers
@@ -62,6 +87,13 @@ async def create_round(
         document_version_id=data.document_version_id,
         deadline=data.deadline,
         created_by_id=user_id,
+        procedure=procedure.key,
+        jurisdiction=jurisdiction,
+        timezone=data.timezone,
+        minimum_period_reason=data.minimum_period_reason or None,
+        grace_period_hours=data.grace_period_hours,
+        silence_means=data.silence_means,
+        reminder_policy=policy.model_dump(),
     )
     session.add(round_)
     await session.flush()
@@ -71,6 +103,7 @@ async def create_round(
             round_id=round_.id,
             organisation_id=organisation.id or 0,
             section_ids=assigned.get(organisation.key, default_ids),
+            deadline=data.deadline,
         )
         for organisation in organisations
     )
@@ -85,10 +118,37 @@ async def create_round(
             "deadline": data.deadline.isoformat(),
             "organisations": [organisation.key for organisation in organisations],
             "sections": [section.number for section in sections if section.id in default_ids],
+            "procedure": procedure.key,
+            "jurisdiction": jurisdiction,
+            "period_working_days": period,
+            "minimum_period_reason": round_.minimum_period_reason,
+            "grace_period_hours": round_.grace_period_hours,
+            "silence_means": str(round_.silence_means),
+            "reminder_policy": round_.reminder_policy,
         },
     )
     await session.commit()
     return await get_round(session, round_id=round_.id)
+
+
+def check_period(*, procedure_key: str, period: int, reason: str | None, when: str) -> None:
+    """A period shorter than the procedure's minimum needs a reason."""
+    procedure = get_procedure(procedure_key)
+    if period < procedure.minimum_working_days and not (reason and reason.strip()):
+        raise InvalidInput(
+            f"{when} leaves {period} working days; {procedure.name.lower()} needs at least "
+            f"{procedure.minimum_working_days}: give minimum_period_reason to run it shorter"
+        )
+
+
+def period_of(round_: Round, *, now: datetime) -> int:
+    """Working days from the launch (or, for a draft, today) to the deadline."""
+    start = round_.launched_at or now
+    return working_days.working_days_between(
+        round_.jurisdiction,
+        working_days.local_date(start, round_.timezone),
+        working_days.local_date(round_.deadline, round_.timezone),
+    )
 
 
 def _section_ids(by_number: dict[str, Section], numbers: list[str], where: str) -> list[int]:
@@ -161,6 +221,8 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             decision=task.decision,
             invited_at=task.invited_at,
             completed_at=task.completed_at,
+            deadline=task.deadline,
+            escalated_at=task.escalated_at,
             undeliverable=refused.get(task.id or 0, []),
         )
         for task, organisation in rows
@@ -170,12 +232,23 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
         organisations=len(tasks),
         pending=statuses[TaskStatus.pending],
         invited=statuses[TaskStatus.invited],
+        commenting=statuses[TaskStatus.commenting],
         signed_off=statuses[TaskStatus.signed_off],
+        overdue=statuses[TaskStatus.overdue],
         no_response=statuses[TaskStatus.no_response],
+        deemed_content=statuses[TaskStatus.deemed_content],
+        cancelled=statuses[TaskStatus.cancelled],
         comments=sum(comment_counts.values()),
     )
     return RoundRead.model_validate(
-        {**round_.model_dump(), "counts": counts, "tasks": tasks}, from_attributes=True
+        {
+            **round_.model_dump(),
+            "reminder_policy": round_.reminders(),
+            "period_working_days": period_of(round_, now=utcnow()),
+            "counts": counts,
+            "tasks": tasks,
+        },
+        from_attributes=True,
     )
 
 
@@ -212,6 +285,12 @@ async def launch(session: AsyncSession, *, round_id: int, actor: Actor, settings
     now = utcnow()
     if round_.deadline <= now:
         raise Conflict("the round's deadline has already passed; set a new deadline before launching")
+    check_period(
+        procedure_key=round_.procedure,
+        period=period_of(round_, now=now),
+        reason=round_.minimum_period_reason,
+        when="launched today, the deadline",
+    )
     tasks = (await session.exec(select(func.count()).where(ReviewTask.round_id == round_id))).one()
     round_.status = RoundStatus.open
     round_.launched_at = now

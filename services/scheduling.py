@@ -14,14 +14,15 @@ from sqlalchemy import BindParameter, ColumnElement, and_, bindparam, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.audit import SYSTEM_ACTOR
-from models.enums import CloseReason, Language, MessageKind, RoundStatus, TaskStatus
+from models.audit import SYSTEM_ACTOR, Actor
+from models.enums import CloseReason, Language, MessageKind, RoundStatus, SilenceMeaning, TaskStatus
 from models.organisations import Organisation
 from models.rounds import ReviewTask, Round
-from services import invitations, outbox, reports
+from services import escalations, invitations, outbox, reminders, reports
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import transactional
+from services.errors import Conflict
 from services.formatting import when_text
 from services.invitations import Issued
 from services.outbox import Mail
@@ -29,7 +30,12 @@ from services.reports import RoundClosure
 from services.rounds import get_round_row
 from services.settings import Settings
 
-FINAL_STATUSES = (TaskStatus.signed_off, TaskStatus.no_response)
+FINAL_STATUSES = (
+    TaskStatus.signed_off,
+    TaskStatus.no_response,
+    TaskStatus.deemed_content,
+    TaskStatus.cancelled,
+)
 
 
 # Named rather than "not final" so the (round_id, status) index answers the question directly.
@@ -47,16 +53,31 @@ class RoundPlan:
     """Emails of the round that may be delivered now."""
     next_mail_in: float | None
     """Seconds until the next email not yet due becomes due (a retry after a refusal, a lapsed lease)."""
+    reminders_due: int = 0
+    """Tasks with a reminder to decide now."""
+    escalations_due: int = 0
+    """Tasks past their deadline and grace period, to make overdue now."""
+    next_event_at: datetime | None = None
+    """The scheduler's next moment of its own: a reminder's time, a deadline and its grace period."""
 
     @property
     def acts_now(self) -> bool:
         """Whether the scheduler has something to do at once."""
-        return self.close_reason is not None or self.mail_due > 0
+        return (
+            self.close_reason is not None
+            or self.mail_due > 0
+            or self.reminders_due > 0
+            or self.escalations_due > 0
+        )
 
     @property
     def finished(self) -> bool:
         """Closed, with nothing left to deliver: the scheduler's work is done."""
-        return self.status == RoundStatus.closed and not self.mail_due and self.next_mail_in is None
+        return (
+            self.status in (RoundStatus.closed, RoundStatus.cancelled)
+            and not self.mail_due
+            and self.next_mail_in is None
+        )
 
 
 @transactional
@@ -83,17 +104,24 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
     round_ = await get_round_row(session, round_id=round_id)
     mail = await outbox.plan(session, round_id=round_id)
     reason = None
+    reminder_plan = reminders.ReminderPlan(due=0, next_at=None)
+    escalation_plan = escalations.EscalationPlan(due=0, next_at=None)
     if round_.status == RoundStatus.open:
         if not await any_unsettled_task(session, round_id=round_id):
             reason = CloseReason.all_signed_off
-        elif now >= round_.deadline:
-            reason = CloseReason.deadline
+        else:
+            reminder_plan = await reminders.plan(session, round_id=round_id, now=now)
+            escalation_plan = await escalations.plan(session, round_=round_, now=now)
+    moments = [moment for moment in (reminder_plan.next_at, escalation_plan.next_at) if moment is not None]
     return RoundPlan(
         status=round_.status,
         deadline=round_.deadline,
         close_reason=reason,
         mail_due=mail.due,
         next_mail_in=mail.next_in,
+        reminders_due=reminder_plan.due,
+        escalations_due=escalation_plan.due,
+        next_event_at=min(moments, default=None),
     )
 
 
@@ -127,12 +155,23 @@ _ANY_UNSETTLED_TASK = (
 
 
 @transactional
-async def close_round(session: AsyncSession, *, round_id: int, now: datetime, settings: Settings) -> bool:
-    """Close the round if every task is done or the deadline has passed (as of `now`, the scheduler's
-    clock). Tasks without a sign-off become no_response, and the coordinator who created the round is
-    told (the notice is in the outbox with the close). True if this call closed it."""
+async def close_round(
+    session: AsyncSession,
+    *,
+    round_id: int,
+    now: datetime,
+    settings: Settings,
+    actor: Actor = SYSTEM_ACTOR,
+    note: str | None = None,
+) -> bool:
+    """Close the round: by itself once every task is settled, or by its coordinator (`note` says why) at
+    any time. Tasks without a sign-off become no_response, or deemed_content where the round says
+    silence means content; the coordinator who created the round is told (the notice is in the outbox
+    with the close). True if this call closed it."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status != RoundStatus.open:
+        if note is not None:
+            raise Conflict(f"round {round_id} is {round_.status}: only an open round can be closed")
         await session.rollback()
         return False
     unfinished = (
@@ -145,10 +184,15 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime, se
             )
         )
     ).all()
-    if unfinished and now < round_.deadline:
+    if unfinished and note is None:
         await session.rollback()
         return False
-    reason = CloseReason.deadline if unfinished else CloseReason.all_signed_off
+    reason = CloseReason.coordinator if note is not None else CloseReason.all_signed_off
+    silent = (
+        TaskStatus.deemed_content
+        if round_.silence_means == SilenceMeaning.content
+        else TaskStatus.no_response
+    )
     closed_at = now
     await session.exec(
         update(ReviewTask)
@@ -156,11 +200,12 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime, se
             col(ReviewTask.round_id) == round_id,
             col(ReviewTask.status).not_in([str(s) for s in FINAL_STATUSES]),
         )
-        .values(status=TaskStatus.no_response, completed_at=closed_at)
+        .values(status=silent, completed_at=closed_at)
     )
     round_.status = RoundStatus.closed
     round_.closed_at = closed_at
     round_.close_reason = reason
+    round_.close_note = note
     session.add(round_)
     statuses = Counter(
         str(status)
@@ -168,22 +213,28 @@ async def close_round(session: AsyncSession, *, round_id: int, now: datetime, se
     )
     events = [
         NewEvent(
-            action="task.no_response",
+            action=f"task.{silent}",
             actor=SYSTEM_ACTOR,
             round_id=round_id,
             task_id=task.id,
-            data={"organisation": key, "status_before": str(task.status)},
+            data={
+                "organisation": key,
+                "status_before": str(task.status),
+                "silence_means": str(round_.silence_means),
+            },
         )
         for task, key in unfinished
     ]
     events.append(
         NewEvent(
             action="round.closed",
-            actor=SYSTEM_ACTOR,
+            actor=actor,
             round_id=round_id,
             data={
                 "reason": str(reason),
+                "note": note,
                 "closed_at": closed_at.isoformat(),
+                "deadline": round_.deadline.isoformat(),
                 "tasks": dict(sorted(statuses.items())),
             },
         )
@@ -211,8 +262,11 @@ def _closing_notice(summary: RoundClosure, settings: Settings) -> Mail:
         language=Language.en,
         context={
             "round_title": summary.title,
-            "closed_at_text": when_text(summary.closed_at, timezone=settings.timezone),
+            "closed_at_text": when_text(summary.closed_at, timezone=summary.timezone),
             "reason": str(summary.reason),
+            "close_note": summary.close_note or "",
+            "silence_means": summary.silence_means,
+            "deemed_content": summary.deemed_content,
             "counts": summary.counts,
             "decisions": summary.decisions,
             "no_response": summary.no_response,

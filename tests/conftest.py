@@ -9,6 +9,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -168,8 +169,12 @@ TEMPORAL_TEST_SERVER = Path(sys.executable).with_name("temporal-test-server")
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server for the whole run; tests isolate themselves by task queue."""
+    # Two test processes start their servers at once on two cores: the SDK's 5 s can be too short.
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(TEMPORAL_CLI), ui=False, dev_server_log_level="error"
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        ui=False,
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     try:
         yield env

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
@@ -142,9 +142,11 @@ async def seed_round(
     registry: bytes | None = None,
     draft: bytes | None = None,
     created_by: int | None = None,
+    **options: Any,
 ) -> int:
     """The fixture registry and draft imported, and a draft round on them (every organisation and section
-    by default)."""
+    by default). `options` are further RoundCreate fields; a round shorter than the procedure's minimum
+    (most tests' rounds) says why unless the test gives its own reason or none."""
     from models.rounds import RoundCreate
     from services import documents, organisations, rounds
 
@@ -171,6 +173,7 @@ async def seed_round(
                 deadline=deadline,
                 organisation_keys=keys,
                 section_numbers=section_numbers,
+                **{"minimum_period_reason": "a short round for a test", **options},
             ),
             actor=TEST_ACTOR,
             user_id=created_by,

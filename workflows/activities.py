@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from notifications.sending import EmailSender
-from services import delivery, scheduling
+from services import delivery, escalations, reminders, scheduling
 from services.db import Database
 from services.errors import DomainError, InvalidInput
 from services.settings import Settings
@@ -29,12 +29,14 @@ from workflows.payloads import (
     CloseRoundInput,
     DeliverMailInput,
     DeliveryResult,
+    EscalateInput,
     OpenRoundInput,
     OpenRoundResult,
     PlanRoundInput,
     ReconcileInput,
     ReconcileResult,
     RoundPlanResult,
+    SendRemindersInput,
 )
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,9 @@ class RoundActivities:
             next_mail_in=plan.next_mail_in,
             acts_now=plan.acts_now,
             finished=plan.finished,
+            reminders_due=plan.reminders_due,
+            escalations_due=plan.escalations_due,
+            next_event_at=plan.next_event_at.isoformat() if plan.next_event_at else None,
         )
 
     @activity.defn(name="close_round")
@@ -123,6 +128,22 @@ class RoundActivities:
     async def close_round(self, given: CloseRoundInput) -> bool:
         async with self.db.write_session() as session:
             return await scheduling.close_round(
+                session, round_id=given.round_id, now=clock(given.as_of), settings=self.settings
+            )
+
+    @activity.defn(name="send_reminders")
+    @final_on_bad_input
+    async def send_reminders(self, given: SendRemindersInput) -> int:
+        async with self.db.write_session() as session:
+            return await reminders.send_reminders(
+                session, round_id=given.round_id, now=clock(given.as_of), settings=self.settings
+            )
+
+    @activity.defn(name="escalate_overdue")
+    @final_on_bad_input
+    async def escalate_overdue(self, given: EscalateInput) -> int:
+        async with self.db.write_session() as session:
+            return await escalations.escalate_overdue(
                 session, round_id=given.round_id, now=clock(given.as_of), settings=self.settings
             )
 
@@ -174,4 +195,12 @@ class RoundActivities:
         )
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.open_round, self.plan_round, self.close_round, self.deliver_mail, self.reconcile]
+        return [
+            self.open_round,
+            self.plan_round,
+            self.close_round,
+            self.send_reminders,
+            self.escalate_overdue,
+            self.deliver_mail,
+            self.reconcile,
+        ]

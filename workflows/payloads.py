@@ -42,11 +42,26 @@ class RoundPlanResult:
     mail_due: int
     next_mail_in: float | None  # seconds until the next email not yet due becomes due
     acts_now: bool
-    finished: bool  # closed, with nothing left to deliver
+    finished: bool  # closed or cancelled, with nothing left to deliver
+    reminders_due: int = 0  # tasks with a reminder to decide now
+    escalations_due: int = 0  # tasks past their deadline and grace period
+    next_event_at: str | None = None  # the next reminder or escalation moment (the scheduler's clock)
 
 
 @dataclass(frozen=True)
 class CloseRoundInput:
+    round_id: int
+    as_of: str
+
+
+@dataclass(frozen=True)
+class SendRemindersInput:
+    round_id: int
+    as_of: str
+
+
+@dataclass(frozen=True)
+class EscalateInput:
     round_id: int
     as_of: str
 

@@ -1,8 +1,9 @@
 """ConsultationRoundWorkflow: the scheduler of one round.
 
 It keeps no copy of the round's state: each turn it asks the database what is due (plan_round), hands
-due work to an activity (close the round, deliver due email), or sleeps until the deadline, until the
-next email is due, or until a `wake` signal. A lost signal delays nothing for long: the reconciler asks
+due work to an activity (close the round, make overdue tasks overdue and escalate them, decide the
+reminders due, deliver due email), or sleeps until the next reminder or deadline (plus grace), until
+the next email is due, or until a `wake` signal. A lost signal delays nothing for long: the reconciler asks
 the database the same question every minute and wakes a round that has something due. It ends once the
 round is closed and its email delivered.
 """
@@ -20,10 +21,12 @@ from workflows.payloads import (
     CloseRoundInput,
     DeliverMailInput,
     DeliveryResult,
+    EscalateInput,
     OpenRoundInput,
     PlanRoundInput,
     RoundPlanResult,
     RoundRef,
+    SendRemindersInput,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -82,6 +85,24 @@ class ConsultationRoundWorkflow:
                     retry_policy=RETRY,
                 )
                 continue
+            if plan.escalations_due:
+                self._phase = "escalating"
+                await workflow.execute_activity_method(
+                    RoundActivities.escalate_overdue,
+                    EscalateInput(round_id, as_of=workflow.now().isoformat()),
+                    start_to_close_timeout=BATCH,
+                    retry_policy=RETRY,
+                )
+                continue
+            if plan.reminders_due:
+                self._phase = "reminding"
+                await workflow.execute_activity_method(
+                    RoundActivities.send_reminders,
+                    SendRemindersInput(round_id, as_of=workflow.now().isoformat()),
+                    start_to_close_timeout=BATCH,
+                    retry_policy=RETRY,
+                )
+                continue
             if plan.mail_due:
                 self._phase = "delivering"
                 # A full batch means more is due: planning again between batches would only add a round
@@ -119,8 +140,8 @@ class ConsultationRoundWorkflow:
     @staticmethod
     def _next_wake(plan: RoundPlanResult) -> datetime | None:
         candidates = []
-        if plan.status == "open":
-            candidates.append(datetime.fromisoformat(plan.deadline))
+        if plan.next_event_at is not None:
+            candidates.append(datetime.fromisoformat(plan.next_event_at))
         if plan.next_mail_in is not None:
             # Relative, and never less than a moment: the outbox's times are the database host's clock,
             # which need not agree with the scheduler's.

@@ -5,7 +5,7 @@ Nothing here writes; the console's changes go through the use cases in rounds, d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import col, func, select
@@ -18,6 +18,7 @@ from models.outbox import OutboxMessageRead
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import RoundRead
 from services import comments, documents, outbox, reports, rounds
+from services.procedures import Procedure, all_procedures
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class RoundFormChoices:
     versions: list[VersionChoice]
     organisations_by_kind: dict[OrganisationKind, int]
     """Active organisations per kind, in the vocabulary's order; kinds without any are left out."""
+    procedures: list[Procedure] = field(default_factory=lambda: list(all_procedures().values()))
 
     @property
     def organisations(self) -> int:

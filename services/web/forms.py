@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import UploadFile
 
 from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
-from models.rounds import RoundCreate
+from models.rounds import ReminderPolicy, RoundCreate
 from services.errors import InvalidInput
 from services.formatting import parse_local_datetime
 from services.web.deps import FormModel, parse_id
@@ -176,6 +176,13 @@ class RoundForm(FormModel):
     organisation_kinds: list[str] = []
     organisation_keys: str = ""
     sections: list[str] = []
+    procedure: str = "interministerial"
+    minimum_period_reason: str = ""
+    grace_period_hours: str = "0"
+    silence_means: str = "no_response"
+    reminder_days: str = "7, 2, 1"
+    reminder_at: str = "09:00"
+    reminder_text: str = ""
 
     def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
         return {
@@ -186,7 +193,26 @@ class RoundForm(FormModel):
             "organisation_kinds": self.organisation_kinds,
             "organisation_keys": self.organisation_keys,
             "sections": self.sections,
+            "procedure": self.procedure,
+            "minimum_period_reason": self.minimum_period_reason,
+            "grace_period_hours": self.grace_period_hours,
+            "silence_means": self.silence_means,
+            "reminder_days": self.reminder_days,
+            "reminder_at": self.reminder_at,
+            "reminder_text": self.reminder_text,
         }
+
+    def _reminder_policy(self) -> ReminderPolicy:
+        days = []
+        for part in re.split(r"[\s,;]+", self.reminder_days.strip()):
+            if not part:
+                continue
+            if not part.isdigit():
+                raise InvalidInput(
+                    "Reminders: give working days before the deadline as numbers, e.g. 7, 2, 1 (or none)."
+                )
+            days.append(int(part))
+        return ReminderPolicy(working_days_before=days, at=self.reminder_at.strip(), text=self.reminder_text)
 
     def round_create(self, timezone: str) -> RoundCreate:
         """The round as the use case takes it; InvalidInput or ValidationError says what is wrong."""
@@ -220,6 +246,12 @@ class RoundForm(FormModel):
             organisation_keys=keys,
             organisation_kinds=kinds,  # type: ignore[arg-type]  # pydantic checks the kinds
             section_numbers=numbers,
+            procedure=self.procedure,
+            timezone=timezone,
+            minimum_period_reason=self.minimum_period_reason.strip() or None,
+            grace_period_hours=self.grace_period_hours.strip() or "0",  # type: ignore[arg-type]
+            silence_means=self.silence_means,  # type: ignore[arg-type]
+            reminder_policy=self._reminder_policy(),
         )
 
 

@@ -115,7 +115,7 @@ async def test_the_whole_story_with_88_organisations(
         json={
             "title": "National Strategy on Migration Governance: inter-institutional consultation",
             "document_version_id": document.json()["versions"][0]["id"],
-            "deadline": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+            "deadline": (datetime.now(UTC) + timedelta(days=21)).isoformat(),
         },
         headers=coordinator,
     )

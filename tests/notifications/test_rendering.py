@@ -188,7 +188,7 @@ def test_values_that_would_make_the_email_lie_are_refused(kind: str, context: di
 
 
 def test_unknown_kind_or_language_is_refused() -> None:
-    with pytest.raises(ValueError, match="reminder"):
-        render_email("reminder", "en", invitation_context())
+    with pytest.raises(ValueError, match="telegram"):
+        render_email("telegram", "en", invitation_context())
     with pytest.raises(ValueError, match="fr"):
         render_email("invitation", "fr", invitation_context())

@@ -85,7 +85,7 @@ def round_body(version_id: int, **changes: Any) -> dict[str, Any]:
     return {
         "title": "Migration strategy, round 1",
         "document_version_id": version_id,
-        "deadline": (datetime.now(UTC) + timedelta(days=10)).isoformat(),
+        "deadline": (datetime.now(UTC) + timedelta(days=21)).isoformat(),
         **changes,
     }
 

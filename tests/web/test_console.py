@@ -113,7 +113,7 @@ def round_form(page: httpx.Response, **changes: str | list[str]) -> dict[str, st
     assert version, "no draft version to choose"
     sections = re.findall(rf'name="sections" value="({version.group(1)}:[^"]+)" checked', page.text)
     assert sections
-    in_ten_days = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=10)
+    in_ten_days = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=21)
     form: dict[str, str | list[str]] = {
         "csrf_token": csrf_of(page),
         "title": "Migration strategy, round 1",

@@ -191,7 +191,7 @@ async def test_the_longest_draft_accepted_is_parsed_while_the_app_keeps_answerin
     # always within HEALTH_WITHIN_SECONDS: the parse makes so many objects that the interpreter's garbage
     # collector runs meanwhile, and a collection pauses every thread, the event loop's too. Parsing on the
     # loop would hold every answer for the whole upload.
-    # On a loaded machine a collection can take half a second; what parsing on the loop would do is hold
-    # one answer for about the whole upload.
+    # On a loaded machine (the suite runs in two processes on two cores) a collection can take more than
+    # half of the upload; what parsing on the loop would do is hold one answer for all of it.
     assert len(probe.latencies) >= 10, (elapsed, probe.latencies)
-    assert probe.slowest < elapsed * 0.6, (elapsed, probe.slowest)
+    assert probe.slowest < elapsed * 0.85, (elapsed, probe.slowest)

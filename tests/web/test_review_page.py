@@ -287,8 +287,12 @@ async def review(db: Database, settings: Settings) -> AsyncIterator[Review]:
 
 
 async def set_deadline(db: Database, round_id: int, deadline: datetime) -> None:
+    """The round's deadline and every task's, as if the round had been created with it."""
     async with db.write_session() as session:
         await session.exec(update(Round).where(col(Round.id) == round_id).values(deadline=deadline))
+        await session.exec(
+            update(ReviewTask).where(col(ReviewTask.round_id) == round_id).values(deadline=deadline)
+        )
         await session.commit()
 
 
@@ -1092,10 +1096,13 @@ async def test_a_round_created_with_a_near_deadline_closes_to_writes(
 async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(review: Review) -> None:
     page = await review.page()
     token, submission = csrf_of(page), submission_of(page)
-    await set_deadline(review.db, review.built.round_id, datetime.now(UTC) - timedelta(seconds=1))
     async with review.db.write_session() as session:
         assert await scheduling.close_round(
-            session, round_id=review.built.round_id, now=datetime.now(UTC), settings=review.settings
+            session,
+            round_id=review.built.round_id,
+            now=datetime.now(UTC),
+            settings=review.settings,
+            note="the committee meets tomorrow",
         )
     page = await review.page()
     text = page_text(page)

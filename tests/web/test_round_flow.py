@@ -42,6 +42,7 @@ async def setup_round(stack: Stack, keys: list[str], deadline: datetime | None =
             "document_version_id": version["id"],
             "deadline": (deadline or datetime.now(UTC) + timedelta(days=7)).isoformat(),
             "organisation_keys": keys,
+            "minimum_period_reason": "the committee meets next week",
         },
         headers=headers,
     )

@@ -19,7 +19,7 @@ from models.outbox import OutboxMessage
 from models.reviews import AccessLink, SignOffCreate
 from models.rounds import ReviewTask, Round
 from notifications.mailbox import DevMailbox
-from services import reviews, rounds
+from services import reviews, round_endings, rounds
 from services.db import Database
 from services.links import ClientInfo
 from services.settings import Settings
@@ -202,17 +202,21 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
+async def test_after_the_deadline_the_coordinator_closes_and_silence_means_content(
     db: Database, stack_settings: Settings, time_skipping_env: WorkflowEnvironment, mailbox: DevMailbox
 ) -> None:
-    """Two weeks pass in seconds on the time-skipping server; activities still use the real DB and SMTP."""
+    """Two weeks pass in seconds on the time-skipping server; activities still use the real DB and SMTP.
+    The deadline makes the unsigned tasks overdue and the round waits for its coordinator: closing it
+    settles them as the round's silence rule says, and the scheduler ends."""
     from models.enums import Role
     from tests.harness import create_account
 
     await create_account(db, "coordinator@secretariat.example", Role.coordinator)
     coordinator = await user_id_of(db, "coordinator@secretariat.example")
     deadline = datetime.now(UTC) + timedelta(days=14)
-    round_id = await seed_round(db, deadline=deadline, keys=THREE, created_by=coordinator)
+    round_id = await seed_round(
+        db, deadline=deadline, keys=THREE, created_by=coordinator, silence_means="content"
+    )
     scheduler = Scheduler(stack_settings, client=time_skipping_env.client)
 
     async with WorkerHandle(time_skipping_env.client, db, stack_settings):
@@ -227,25 +231,42 @@ async def test_the_deadline_closes_the_round_and_unsigned_tasks_get_no_response(
                 if link.role == "focal_point" and "ministry-of-interior" in link.email
             )
             await sign_off_task(db, mailbox, interior, Decision.object)
+        await time_skipping_env.sleep(timedelta(days=15))
+        with time_skipping_env.auto_time_skipping_disabled():
+            await eventually(lambda: task_statuses(db, round_id), lambda found: found["overdue"] == 2)
+            assert (await round_row(db, round_id)).status == RoundStatus.open
+            async with db.write_session() as session:
+                await round_endings.close_early(
+                    session,
+                    round_id=round_id,
+                    reason="The committee meets on Monday.",
+                    actor=TEST_ACTOR,
+                    settings=stack_settings,
+                )
+            await scheduler.wake(round_id)
         assert await handle.result() == "closed"
         description = await handle.describe()
 
     assert description.status == WorkflowExecutionStatus.COMPLETED
     closed = await round_row(db, round_id)
     assert closed.status == RoundStatus.closed
-    assert closed.close_reason == "deadline"
+    assert closed.close_reason == "coordinator"
+    assert closed.close_note == "The committee meets on Monday."
     assert closed.closed_at is not None
-    assert closed.closed_at >= deadline
-    assert await task_statuses(db, round_id) == {"signed_off": 1, "no_response": 2}
+    assert await task_statuses(db, round_id) == {"signed_off": 1, "deemed_content": 2}
     async with db.session() as session:
         unsigned = await session.exec(
             select(ReviewTask).where(
-                ReviewTask.round_id == round_id, col(ReviewTask.status) == TaskStatus.no_response
+                ReviewTask.round_id == round_id, col(ReviewTask.status) == TaskStatus.deemed_content
             )
         )
         assert all(task.completed_at == closed.closed_at for task in unsigned)
-    (notice,) = messages_to(mailbox, "coordinator@secretariat.example")
+    notices = messages_to(mailbox, "coordinator@secretariat.example")
+    assert [message.subject.split(":")[0] for message in notices].count("Consultation closed") == 1
+    (notice,) = [message for message in notices if message.subject.startswith("Consultation closed")]
     assert "Ministry of Interior" in (notice.text or "")
+    assert "The committee meets on Monday." in notice.text
+    assert "Deemed content (silence): 2" in notice.text
 
 
 async def test_a_scheduler_that_older_code_started_is_replaced_and_the_round_goes_on(stack: Stack) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, time
 from importlib import resources
 
 from sqlmodel import func, select
@@ -11,11 +11,12 @@ from sqlmodel import func, select
 from models.audit import Actor
 from models.enums import ActorKind, Role
 from models.organisations import Organisation
-from models.rounds import RoundCreate
+from models.rounds import ReminderPolicy, RoundCreate
 from models.types import utcnow
 from models.users import UserCreate
-from services import documents, organisations, rounds, users
+from services import documents, organisations, rounds, users, working_days
 from services.db import Database
+from services.procedures import DEFAULT_PROCEDURE, get_procedure
 
 DEMO_PASSWORD = "roundtable-demo"  # noqa: S105 - printed to the developer; demo data only
 COORDINATOR_EMAIL = "coordinator@roundtable.demo.example"
@@ -79,12 +80,23 @@ async def load(db: Database) -> int:
             data=RoundCreate(
                 title="Digital Public Services Strategy 2027–2031: first consultation round",
                 document_version_id=document.versions[0].id,
-                deadline=utcnow() + timedelta(days=14),
+                deadline=_demo_deadline(),
+                reminder_policy=ReminderPolicy(
+                    text="The ministerial committee reviews the strategy once every ministry has signed off."
+                ),
             ),
             actor=actor,
             user_id=coordinator.id,
         )
     return created.id
+
+
+def _demo_deadline() -> datetime:
+    """17:00 in Tirana, the interministerial minimum of working days from today."""
+    today = working_days.local_date(utcnow(), working_days.DEFAULT_TIMEZONE)
+    minimum = get_procedure(DEFAULT_PROCEDURE).minimum_working_days
+    day = working_days.add_working_days(working_days.DEFAULT_JURISDICTION, today, minimum)
+    return working_days.at_local(day, time(17, 0), working_days.DEFAULT_TIMEZONE)
 
 
 async def issue_tokens(db: Database) -> DemoAccess:

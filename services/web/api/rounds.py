@@ -1,10 +1,19 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, BackgroundTasks, status
 
 from models.reviews import CommentRead, SignOffRead
-from models.rounds import RoundCreate, RoundLaunchRead, RoundListItem, RoundRead
-from services import comments, reports, rounds
+from models.rounds import (
+    ExtensionCreate,
+    ExtensionRead,
+    ReasonGiven,
+    RoundCreate,
+    RoundLaunchRead,
+    RoundListItem,
+    RoundRead,
+    TaskRead,
+)
+from services import comments, extensions, reports, round_endings, rounds, tasks
 from services.web.access import API
 from services.web.deps import (
     ApiPrincipal,
@@ -58,3 +67,66 @@ async def sign_off_register(session: ReadSession, round_id: IdPath) -> list[Sign
 async def round_comments(session: ReadSession, round_id: IdPath) -> list[CommentRead]:
     """Every comment of the round, withdrawn ones included, in section order."""
     return await comments.list_comments(session, round_id=round_id)
+
+
+@router.get("/{round_id}/tasks", response_model=list[TaskRead])
+async def round_tasks(session: ReadSession, round_id: IdPath) -> list[TaskRead]:
+    """Every organisation's task: status, own deadline (local time and working days left), reminders sent,
+    escalation, last activity."""
+    return await tasks.list_tasks(session, round_id=round_id)
+
+
+@router.post("/{round_id}/extensions", response_model=ExtensionRead)
+async def extend_deadline(
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    principal: ApiPrincipal,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    data: ExtensionCreate,
+) -> ExtensionRead:
+    """Move the deadline of the whole round, or of the organisations named, later; everyone affected is
+    told, and reminders and escalation re-plan from the new deadline."""
+    extended = await extensions.extend(
+        session, round_id=round_id, data=data, actor=principal.actor, settings=settings
+    )
+    background.add_task(scheduler.wake, round_id)
+    return extended
+
+
+@router.post("/{round_id}/close", response_model=RoundRead)
+async def close_round(
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    principal: ApiPrincipal,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    data: ReasonGiven,
+) -> RoundRead:
+    """Close the round now (early, or after escalation): tasks without a sign-off become no_response, or
+    deemed_content where silence means content."""
+    closed = await round_endings.close_early(
+        session, round_id=round_id, reason=data.reason, actor=principal.actor, settings=settings
+    )
+    background.add_task(scheduler.wake, round_id)
+    return closed
+
+
+@router.post("/{round_id}/cancel", response_model=RoundRead)
+async def cancel_round(
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    principal: ApiPrincipal,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    data: ReasonGiven,
+) -> RoundRead:
+    """Cancel the round: every contact who was invited is told, and every link stops working at once."""
+    cancelled = await round_endings.cancel_round(
+        session, round_id=round_id, reason=data.reason, actor=principal.actor, settings=settings
+    )
+    background.add_task(scheduler.wake, round_id)
+    return cancelled

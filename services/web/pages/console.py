@@ -182,6 +182,11 @@ async def new_round(page: ConsolePage, session: ReadSession) -> Response:
         "organisation_kinds": [],
         "organisation_keys": "",
         "sections": None,  # None: every section of the chosen version is ticked
+        **{
+            name: value
+            for name, value in RoundForm().typed({}).items()
+            if name.startswith(("procedure", "minimum", "grace", "silence", "reminder"))
+        },
     }
     return await _new_round_form(page, session, form)
 
