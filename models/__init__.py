@@ -5,10 +5,11 @@ Importing this package registers every table on SQLModel.metadata (Alembic and t
 
 from models.audit import AuditChainHead, AuditEvent
 from models.documents import Document, DocumentVersion, Section
+from models.extensions import ExtensionRequest
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink, Comment, LinkToken, SignOff
-from models.rounds import ReviewTask, Round
+from models.rounds import ReviewTask, Round, TaskReminder
 from models.users import Credential, SignInFailure, User
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Credential",
     "Document",
     "DocumentVersion",
+    "ExtensionRequest",
     "LinkToken",
     "Organisation",
     "OutboxMessage",
@@ -27,5 +29,6 @@ __all__ = [
     "Section",
     "SignInFailure",
     "SignOff",
+    "TaskReminder",
     "User",
 ]

@@ -59,6 +59,7 @@ class TaskStatus(StrEnum):
     commenting = "commenting"  # comments written, no sign-off yet
     signed_off = "signed_off"
     overdue = "overdue"  # the deadline (and grace period) passed without a sign-off; escalated
+    withdrawn = "withdrawn"  # the coordinator took the organisation out of the round
     no_response = "no_response"  # the round closed without a sign-off
     deemed_content = "deemed_content"  # closed without a sign-off in a round where silence means content
     cancelled = "cancelled"  # the round was cancelled
@@ -67,6 +68,13 @@ class TaskStatus(StrEnum):
 class ContactRole(StrEnum):
     focal_point = "focal_point"
     alternate = "alternate"
+    delegate = "delegate"  # a colleague a focal point or alternate handed the task to
+
+
+class ExtensionRequestStatus(StrEnum):
+    pending = "pending"
+    granted = "granted"
+    refused = "refused"
 
 
 class CommentKind(StrEnum):
@@ -96,6 +104,10 @@ class MessageKind(StrEnum):
     escalation_summary = "escalation_summary"  # to the coordinator: which tasks became overdue
     deadline_extended = "deadline_extended"
     round_cancelled = "round_cancelled"
+    extension_requested = "extension_requested"  # to the coordinator
+    extension_refused = "extension_refused"  # to the focal point who asked
+    handover = "handover"  # to the colleague a task was handed to, with a link of their own
+    task_withdrawn = "task_withdrawn"  # to an organisation taken out of a round
 
 
 class ReminderStatus(StrEnum):

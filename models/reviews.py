@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
+from models.contacts import EmailAddress
 from models.enums import CommentKind, CommentStatus, ContactRole, Decision
 from models.organisations import Organisation
 from models.types import UTCDateTime, enum_column, utcnow
@@ -24,7 +25,18 @@ class AccessLink(SQLModel, table=True):
     """
 
     __tablename__ = "access_links"
-    __table_args__ = (sa.UniqueConstraint("task_id", "role"),)
+    __table_args__ = (
+        # One working focal point and one working alternate per task; delegates as many as handed to,
+        # and revoked links stay on record beside their replacements.
+        sa.Index(
+            "ux_access_links_task_id_role_working",
+            "task_id",
+            "role",
+            unique=True,
+            sqlite_where=sa.text("revoked_at IS NULL AND role != 'delegate'"),
+            postgresql_where=sa.text("revoked_at IS NULL AND role != 'delegate'"),
+        ),
+    )
 
     id: str = Field(primary_key=True, max_length=32, description="Public link id written to the audit trail.")
     task_id: int = Field(foreign_key="review_tasks.id", index=True)
@@ -37,6 +49,12 @@ class AccessLink(SQLModel, table=True):
         default=None, sa_type=UTCDateTime, description="When the mail server first accepted its invitation."
     )
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    handed_over_by: str | None = Field(
+        default=None, max_length=32, description="For a delegate: the link of whoever handed the task over."
+    )
+    note: str | None = Field(
+        default=None, sa_type=sa.Text, description="The handover's note to the colleague."
+    )
 
 
 class LinkToken(SQLModel, table=True):
@@ -139,9 +157,19 @@ class SignOffCreate(SignOffBase):
 
 class SignOff(SignOffBase, table=True):
     __tablename__ = "sign_offs"
+    __table_args__ = (
+        # One standing sign-off per task; one reopened at the organisation's request stays, superseded.
+        sa.Index(
+            "ux_sign_offs_task_id_standing",
+            "task_id",
+            unique=True,
+            sqlite_where=sa.text("superseded_at IS NULL"),
+            postgresql_where=sa.text("superseded_at IS NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    task_id: int = Field(foreign_key="review_tasks.id", unique=True)
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)
     link_id: str = Field(foreign_key="access_links.id", max_length=32)
     signer_email: str = Field(max_length=320)
@@ -153,6 +181,8 @@ class SignOff(SignOffBase, table=True):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=500)
     audit_seq: int
+    superseded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    superseded_reason: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class SignOffRead(SignOffBase):
@@ -166,6 +196,10 @@ class SignOffRead(SignOffBase):
     sections: list[dict[str, str]]
     signed_at: datetime
     audit_seq: int
+    superseded_at: datetime | None = Field(
+        default=None, description="Reopened at the organisation's request; a later sign-off stands."
+    )
+    superseded_reason: str | None = None
 
     @classmethod
     def of(cls, sign_off: SignOff, organisation: Organisation) -> SignOffRead:
@@ -176,3 +210,16 @@ class SignOffRead(SignOffBase):
                 "organisation_name": organisation.name_en,
             }
         )
+
+
+class HandoverCreate(SQLModel):
+    """A colleague the focal point hands the task to."""
+
+    name: str = Field(min_length=2, max_length=300)
+    email: EmailAddress = Field(max_length=320)
+    note: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("name", "note", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value

@@ -10,8 +10,10 @@ import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from sqlmodel import Field, SQLModel
 
+from models.contacts import EmailAddress
 from models.enums import (
     CloseReason,
+    ContactRole,
     Decision,
     OrganisationKind,
     ReminderStatus,
@@ -272,21 +274,30 @@ class ReasonGiven(SQLModel):
         return value.strip() if isinstance(value, str) else value
 
 
-class ExtensionCreate(SQLModel):
-    deadline: AwareDatetime = Field(description="The new deadline, ISO 8601 with a UTC offset.")
-    reason: str = Field(min_length=3, max_length=5000)
-    organisation_keys: list[str] | None = Field(
-        default=None, min_length=1, description="Only these organisations; omitted: the whole round."
-    )
+class TaskAdd(SQLModel):
+    """One more organisation for a round under way."""
 
-    @field_validator("reason", mode="before")
+    organisation_key: str = Field(max_length=80)
+    deadline: AwareDatetime | None = Field(default=None, description="Omitted: the round's deadline.")
+    section_numbers: list[str] | None = Field(default=None, description="Omitted: every section.")
+
+
+class ContactReplace(SQLModel):
+    """Someone else in a contact's place for this round (the registry is not changed)."""
+
+    role: ContactRole = Field(description="focal_point or alternate")
+    email: EmailAddress = Field(max_length=320)
+    name: str = Field(default="", max_length=300)
+    reason: str = Field(min_length=3, max_length=5000)
+
+    @field_validator("role")
+    @classmethod
+    def _not_a_delegate(cls, value: ContactRole) -> ContactRole:
+        if value == ContactRole.delegate:
+            raise ValueError("a delegate is named by the focal point who hands the task over, not replaced")
+        return value
+
+    @field_validator("name", "reason", mode="before")
     @classmethod
     def _strip(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
-
-
-class ExtensionRead(SQLModel):
-    round_id: int
-    deadline: datetime
-    organisation_keys: list[str] = Field(description="The organisations whose deadline it moved.")
-    notices: int = Field(description="Contacts told of it.")

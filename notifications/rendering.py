@@ -31,6 +31,9 @@ _URL_KEYS: dict[MessageKind, tuple[str, ...]] = {
     MessageKind.round_closed: ("round_url",),
     MessageKind.escalation_summary: ("round_url",),
     MessageKind.deadline_extended: ("link_url",),
+    MessageKind.extension_requested: ("round_url",),
+    MessageKind.extension_refused: ("link_url",),
+    MessageKind.handover: ("link_url",),
 }
 _WHITESPACE = re.compile(r"\s+")
 

@@ -41,6 +41,8 @@ class Limits:
     statement_timeout: float | None = 30.0
     lock_timeout: float = 5.0
     pool_timeout: float = 30.0
+    sqlite_foreign_keys: bool = True
+    """Off only for migrations, which rebuild tables others point at and check the keys before commit."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -104,7 +106,7 @@ def _sqlite_engine(
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if limits.sqlite_foreign_keys else 'OFF'}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

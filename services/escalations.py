@@ -21,7 +21,6 @@ from models.enums import CommentStatus, Language, MessageKind, RoundStatus, Task
 from models.organisations import Organisation
 from models.reviews import Comment
 from models.rounds import ReviewTask, Round
-from models.users import User
 from services import outbox
 from services.audit import trail
 from services.audit.trail import NewEvent
@@ -29,7 +28,7 @@ from services.db import transactional
 from services.formatting import when_text
 from services.invitations import sender_name
 from services.outbox import Mail
-from services.rounds import get_round_row
+from services.rounds import coordinator_email, get_round_row
 from services.settings import Settings
 
 ESCALATED_STATUSES = (TaskStatus.pending, TaskStatus.invited, TaskStatus.commenting)
@@ -117,7 +116,7 @@ async def escalate_overdue(session: AsyncSession, *, round_id: int, now: datetim
                 },
             )
         )
-    coordinator = await _coordinator_email(session, round_)
+    coordinator = await coordinator_email(session, round_)
     if coordinator is not None:
         mails += [
             _summary(round_, deadline, group, missing, coordinator, now, settings)
@@ -230,9 +229,3 @@ def _summary(
         },
         round_id=round_.id,
     )
-
-
-async def _coordinator_email(session: AsyncSession, round_: Round) -> str | None:
-    if round_.created_by_id is None:
-        return None
-    return (await session.exec(select(User.email).where(User.id == round_.created_by_id))).first()

@@ -15,9 +15,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import Actor
 from models.enums import Language, MessageKind, RoundStatus, TaskStatus
+from models.extensions import ExtensionCreate, ExtensionRead
 from models.organisations import Organisation
 from models.reviews import AccessLink, Comment
-from models.rounds import ExtensionCreate, ExtensionRead, ReviewTask, Round
+from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from services import outbox, working_days
 from services.audit import trail
@@ -38,6 +39,15 @@ async def extend(
     session: AsyncSession, *, round_id: int, data: ExtensionCreate, actor: Actor, settings: Settings
 ) -> ExtensionRead:
     """Give the round (or the organisations named) a later deadline; returns who it applies to."""
+    extended = await extend_in(session, round_id=round_id, data=data, actor=actor, settings=settings)
+    await session.commit()
+    return extended
+
+
+async def extend_in(
+    session: AsyncSession, *, round_id: int, data: ExtensionCreate, actor: Actor, settings: Settings
+) -> ExtensionRead:
+    """`extend`, in the caller's transaction (a granted request is recorded with it)."""
     round_ = await get_round_row(session, round_id=round_id, lock=True)
     if round_.status != RoundStatus.open:
         raise Conflict(f"round {round_id} is {round_.status}: only an open round's deadline can be extended")
@@ -117,7 +127,6 @@ async def extend(
             },
         },
     )
-    await session.commit()
     return ExtensionRead(
         round_id=round_id,
         deadline=data.deadline,

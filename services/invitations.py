@@ -7,6 +7,7 @@ there and adds only what is missing, so the scheduler can repair a round launche
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -84,6 +85,7 @@ class _Contact:
     organisation_name: str
     language: Language
     timezone: str | None
+    deadline: datetime
 
 
 _TASKS_WITHOUT_LINKS = (
@@ -99,6 +101,7 @@ _TASKS_WITHOUT_LINKS = (
         ORGANISATIONS.c.alternate_email,
         ORGANISATIONS.c.alternate_name,
         ORGANISATIONS.c.timezone,
+        REVIEW_TASKS.c.deadline,
     )
     .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
     .outerjoin(ACCESS_LINKS, ACCESS_LINKS.c.task_id == REVIEW_TASKS.c.id)
@@ -131,6 +134,7 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
         alt_email,
         alt_name,
         timezone,
+        deadline,
     ) in rows:
         people = [(ContactRole.focal_point, fp_email, fp_name)]
         if alt_email:
@@ -153,6 +157,7 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
                 organisation_name=_local_name(language, name_en, name_sq),
                 language=Language(language),
                 timezone=timezone,
+                deadline=deadline,
             )
             for link in task_links
         )
@@ -177,7 +182,7 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
     return contacts
 
 
-_LINKS_WITHOUT_INVITATIONS = (
+_LINK_CONTACTS = (
     sa.select(
         ACCESS_LINKS.c.id,
         ACCESS_LINKS.c.task_id,
@@ -189,42 +194,72 @@ _LINKS_WITHOUT_INVITATIONS = (
         ORGANISATIONS.c.name_sq,
         ORGANISATIONS.c.language,
         ORGANISATIONS.c.timezone,
+        REVIEW_TASKS.c.deadline,
     )
     .join(REVIEW_TASKS, REVIEW_TASKS.c.id == ACCESS_LINKS.c.task_id)
     .join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
-    .outerjoin(
+)
+_LINKS_WITHOUT_INVITATIONS = (
+    _LINK_CONTACTS.outerjoin(
         OUTBOX,
         and_(OUTBOX.c.link_id == ACCESS_LINKS.c.id, OUTBOX.c.kind == MessageKind.invitation),
     )
     .where(
         ACCESS_LINKS.c.round_id == bindparam("round_id"),
         ACCESS_LINKS.c.revoked_at.is_(None),
+        ACCESS_LINKS.c.role != ContactRole.delegate,
         OUTBOX.c.id.is_(None),
     )
     .order_by(ACCESS_LINKS.c.task_id, ACCESS_LINKS.c.role)
 )
+_LINKS_BY_ID = _LINK_CONTACTS.where(ACCESS_LINKS.c.id.in_(bindparam("ids", expanding=True))).order_by(
+    ACCESS_LINKS.c.task_id, ACCESS_LINKS.c.role
+)
+
+
+def _contact(row: Any) -> _Contact:
+    link_id, task_id, role, email, name, section_ids, name_en, name_sq, language, timezone, deadline = row
+    return _Contact(
+        link_id=link_id,
+        task_id=task_id,
+        role=ContactRole(role),
+        email=email,
+        name=name,
+        section_ids=section_ids,
+        organisation_name=_local_name(language, name_en, name_sq),
+        language=Language(language),
+        timezone=timezone,
+        deadline=deadline,
+    )
 
 
 async def _invitations_missing(session: AsyncSession, shared: _Shared) -> list[Mail]:
     connection = await session.connection()
     rows = await connection.execute(_LINKS_WITHOUT_INVITATIONS, {"round_id": shared.round_id})
-    return [
-        _invitation(
-            _Contact(
-                link_id=link_id,
-                task_id=task_id,
-                role=ContactRole(role),
-                email=email,
-                name=name,
-                section_ids=section_ids,
-                organisation_name=_local_name(language, name_en, name_sq),
-                language=Language(language),
-                timezone=timezone,
-            ),
-            shared,
+    return [_invitation(_contact(row), shared) for row in rows]
+
+
+async def invitations_for_links(
+    session: AsyncSession, *, round_: Round, link_ids: list[str], key: str, settings: Settings
+) -> list[Mail]:
+    """Invitations to these links again (a resent link, a replaced contact, a reopened sign-off); `key` is
+    formatted with each link's `link_id`, `task_id` and `role`, so each decision is made once."""
+    if not link_ids:
+        return []
+    shared = await _Shared.of(session, round_, settings)
+    connection = await session.connection()
+    rows = await connection.execute(_LINKS_BY_ID, {"ids": link_ids})
+    mails = []
+    for row in rows:
+        contact = _contact(row)
+        invitation = _invitation(contact, shared)
+        mails.append(
+            dataclasses.replace(
+                invitation,
+                key=key.format(link_id=contact.link_id, task_id=contact.task_id, role=contact.role),
+            )
         )
-        for link_id, task_id, role, email, name, section_ids, name_en, name_sq, language, timezone in rows
-    ]
+    return mails
 
 
 @dataclass(frozen=True)
@@ -233,18 +268,19 @@ class _Shared:
 
     round_id: int
     round_title: str
-    deadline: datetime
     timezone: str
     sender_name: str
     sections: dict[int, dict[str, str]]
-    deadline_texts: dict[tuple[Language, str], str] = field(default_factory=dict)
+    deadline_texts: dict[tuple[Language, str, datetime], str] = field(default_factory=dict)
 
-    def deadline_text(self, language: Language, timezone: str | None) -> str:
+    def deadline_text(self, language: Language, timezone: str | None, deadline: datetime) -> str:
         """In the organisation's language and time zone (the round's when it has none)."""
         where = timezone or self.timezone
-        if (language, where) not in self.deadline_texts:
-            self.deadline_texts[language, where] = when_text(self.deadline, timezone=where, language=language)
-        return self.deadline_texts[language, where]
+        if (language, where, deadline) not in self.deadline_texts:
+            self.deadline_texts[language, where, deadline] = when_text(
+                deadline, timezone=where, language=language
+            )
+        return self.deadline_texts[language, where, deadline]
 
     @classmethod
     async def of(cls, session: AsyncSession, round_: Round, settings: Settings) -> _Shared:
@@ -256,7 +292,6 @@ class _Shared:
         return cls(
             round_id=round_.id or 0,
             round_title=round_.title,
-            deadline=round_.deadline,
             timezone=round_.timezone,
             sender_name=sender_name(settings),
             sections={
@@ -272,7 +307,7 @@ def _invitation(contact: _Contact, shared: _Shared) -> Mail:
         "organisation_name": contact.organisation_name,
         "contact_name": contact.name,
         "contact_role": str(contact.role),
-        "deadline_text": shared.deadline_text(contact.language, contact.timezone),
+        "deadline_text": shared.deadline_text(contact.language, contact.timezone, contact.deadline),
         "sections": [shared.sections[section_id] for section_id in contact.section_ids],
         "sender_name": shared.sender_name,
     }

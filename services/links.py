@@ -135,7 +135,9 @@ def state_of(context: LinkContext, now: datetime) -> ReviewState:
     return ReviewState.open
 
 
-CLOSED_TASK_STATUSES = frozenset({TaskStatus.no_response, TaskStatus.deemed_content, TaskStatus.cancelled})
+CLOSED_TASK_STATUSES = frozenset(
+    {TaskStatus.no_response, TaskStatus.deemed_content, TaskStatus.cancelled, TaskStatus.withdrawn}
+)
 
 
 @dataclass(frozen=True)
@@ -203,7 +205,11 @@ async def resolve(
     task, organisation = (await session.exec(task_query)).one()
     sign_off = comment = None
     if with_sign_off:
-        sign_off = (await session.exec(select(SignOff).where(SignOff.task_id == task.id))).first()
+        sign_off = (
+            await session.exec(
+                select(SignOff).where(SignOff.task_id == task.id, col(SignOff.superseded_at).is_(None))
+            )
+        ).first()
     if submission_id is not None:
         comment = (
             await session.exec(
@@ -227,7 +233,9 @@ def _link_query(*, with_sign_off: bool, with_comment: bool) -> Any:
         .where(LinkToken.token_sha256 == bindparam("token_sha256"))
     )
     if with_sign_off:
-        query = query.add_columns(SignOff).outerjoin(SignOff, col(SignOff.task_id) == ReviewTask.id)
+        query = query.add_columns(SignOff).outerjoin(
+            SignOff, (col(SignOff.task_id) == ReviewTask.id) & col(SignOff.superseded_at).is_(None)
+        )
     if with_comment:
         query = query.add_columns(Comment).outerjoin(
             Comment,

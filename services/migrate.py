@@ -36,14 +36,23 @@ async def downgrade(url: str, revision: str) -> None:
 async def _migrate(url: str, step: Callable[[Config, str], None], revision: str) -> None:
     # A migration may rewrite a large table: no statement timeout. The lock timeout stays, so that a
     # migration waiting for a table that running processes use fails instead of queueing them all.
+    # On SQLite, a migration that must rebuild a table (to drop a constraint) cannot with foreign keys
+    # enforced, since rows elsewhere point at it; they are checked, all of them, before the commit.
     database = Database(
-        url, limits=dataclasses.replace(Limits.from_settings(get_settings()), statement_timeout=None)
+        url,
+        limits=dataclasses.replace(
+            Limits.from_settings(get_settings()), statement_timeout=None, sqlite_foreign_keys=False
+        ),
     )
 
     def run(connection: Connection) -> None:
         config = alembic_config(url)
         config.attributes["connection"] = connection
         step(config, revision)
+        if connection.dialect.name == "sqlite":
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise RuntimeError(f"the migration would leave rows pointing at nothing: {broken[:10]}")
 
     try:
         async with database.write_engine.connect() as connection:

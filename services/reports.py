@@ -78,7 +78,7 @@ async def list_sign_offs(session: AsyncSession, *, round_id: int) -> list[SignOf
             .join(ReviewTask, col(ReviewTask.id) == SignOff.task_id)
             .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
             .where(SignOff.round_id == round_id)
-            .order_by(col(SignOff.signed_at))
+            .order_by(col(SignOff.signed_at), col(SignOff.id))
         )
     ).all()
     return [SignOffRead.of(sign_off, organisation) for sign_off, organisation in rows]

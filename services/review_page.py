@@ -8,11 +8,14 @@ from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.enums import ExtensionRequestStatus
+from models.extensions import ExtensionRequest
 from models.reviews import (
     Comment,
     SignOffRead,
 )
 from models.types import utcnow
+from services import working_days
 from services.comments import CommentView, comment_view
 from services.documents import SectionView, draft_view
 from services.links import LinkContext, ReviewState, resolve, state_of
@@ -28,10 +31,19 @@ class ReviewPage:
     sections: list[SectionView]
     comments: list[CommentView]
     sign_off: SignOffRead | None
+    timezone: str
+    """The organisation's (the round's when it has none): deadlines are shown in it."""
+    working_days_left: int
+    pending_request: ExtensionRequest | None
+    """The organisation's request for more time, while the coordinator has not answered it."""
 
     @property
     def writable(self) -> bool:
         return self.state == ReviewState.open
+
+    @property
+    def may_ask_for_time(self) -> bool:
+        return self.pending_request is None and self.state in (ReviewState.open, ReviewState.deadline_passed)
 
 
 _TASK_COMMENTS = (
@@ -45,12 +57,27 @@ async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
     draft = await draft_view(session, version_id=context.round.document_version_id)
     numbers: dict[int | None, str] = {section.id: section.number for section in draft.sections.values()}
     comments = (await session.exec(_TASK_COMMENTS, params={"task_id": context.task.id})).all()
+    timezone = context.organisation.timezone or context.round.timezone
+    now = utcnow()
+    pending = (
+        await session.exec(
+            select(ExtensionRequest).where(
+                ExtensionRequest.task_id == context.task.id,
+                ExtensionRequest.status == ExtensionRequestStatus.pending,
+            )
+        )
+    ).first()
     return ReviewPage(
         context=context,
         draft_title=draft.title,
         preamble_html=draft.preamble_html,
-        state=state_of(context, utcnow()),
+        state=state_of(context, now),
         sections=draft.assigned(context.task.section_ids),
         comments=[comment_view(comment, numbers) for comment in comments],
         sign_off=SignOffRead.of(sign_off, context.organisation) if sign_off else None,
+        timezone=timezone,
+        working_days_left=working_days.working_days_left(
+            context.round.jurisdiction, now, context.task.deadline, timezone
+        ),
+        pending_request=pending,
     )

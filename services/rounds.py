@@ -25,6 +25,7 @@ from models.rounds import (
     TaskSummary,
 )
 from models.types import utcnow
+from models.users import User
 from services import invitations, working_days
 from services.audit import trail
 from services.db import transactional
@@ -46,6 +47,13 @@ async def get_round_row(
     if found is None:
         raise NotFound(f"round {round_id} does not exist")
     return found
+
+
+async def coordinator_email(session: AsyncSession, round_: Round) -> str | None:
+    """The address of the coordinator who created the round (who is told what happens in it)."""
+    if round_.created_by_id is None:
+        return None
+    return (await session.exec(select(User.email).where(User.id == round_.created_by_id))).first()
 
 
 @transactional

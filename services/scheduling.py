@@ -35,6 +35,7 @@ FINAL_STATUSES = (
     TaskStatus.no_response,
     TaskStatus.deemed_content,
     TaskStatus.cancelled,
+    TaskStatus.withdrawn,
 )
 
 

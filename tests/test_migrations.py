@@ -62,6 +62,7 @@ async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links
     assert len(tokens) == 4
 
     await db.dispose()
+    await downgrade(database_url, "0004")
     await downgrade(database_url, "0002")
     before = Database(database_url)
     try:
@@ -88,5 +89,8 @@ async def test_a_round_sent_before_the_outbox_keeps_its_record_and_working_links
             for token in tokens:
                 page = await review_page.review_page(session, token=token)
                 assert page.context.round.id == round_id
+                # The round's deadline became its tasks'; a round under way was promised no reminders.
+                assert page.context.task.deadline == page.context.round.deadline
+                assert page.context.round.reminders().working_days_before == []
     finally:
         await after.dispose()

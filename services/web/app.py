@@ -18,7 +18,7 @@ from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings, get_settings
 from services.web import access, errors
-from services.web.api import audit, documents, health, me, organisations, rounds
+from services.web.api import audit, documents, extension_requests, health, me, organisations, rounds, tasks
 from services.web.pages import console, devmail, review
 from services.web.routes import PublicRoute
 from services.web.state import AppState
@@ -42,8 +42,9 @@ def build_templates(settings: Settings) -> Jinja2Templates:
     # Babel takes tens of microseconds a date, and the same few dates (a round's deadline, a task's
     # comments) come back on every rendering of a page.
     @functools.lru_cache(maxsize=4096)
-    def when(moment: datetime | None, language: str = "en") -> str:
-        return when_text(moment, timezone=settings.timezone, language=language) if moment else ""
+    def when(moment: datetime | None, timezone: str | None = None, language: str = "en") -> str:
+        """In `timezone` (a person's), else the deployment's."""
+        return when_text(moment, timezone=timezone or settings.timezone, language=language) if moment else ""
 
     environment.filters["when"] = when
     environment.filters["short_hash"] = lambda digest: f"{digest[:12]}…" if digest else ""
@@ -79,7 +80,18 @@ def create_app(
 
     # Each router carries its whole prefix: its routes look up their lines in the access table by the
     # paths they are served at.
-    for module in (organisations, documents, rounds, audit, me, health, review, console):
+    for module in (
+        organisations,
+        documents,
+        rounds,
+        tasks,
+        extension_requests,
+        audit,
+        me,
+        health,
+        review,
+        console,
+    ):
         app.include_router(module.router)
     if settings.environment != "production":
         app.include_router(devmail.router)

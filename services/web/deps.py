@@ -102,6 +102,9 @@ def parse_id(text: str) -> int | None:
 KeyPath = Annotated[
     str, Path(min_length=1, max_length=80, description="Registry key, e.g. ministry-of-interior.")
 ]
+OrganisationKeyPath = Annotated[
+    str, Path(min_length=1, max_length=80, description="Registry key, e.g. ministry-of-interior.")
+]
 SeqQuery = Annotated[int, Query(ge=0, le=MAX_ID, description="Events after this seq; 0 for the start.")]
 LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 ActionQuery = Annotated[str | None, Query(max_length=64, description="Only events of this action.")]

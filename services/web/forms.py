@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from fastapi import UploadFile
+from pydantic import ValidationError
 
-from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
+from models.reviews import CommentCreate, CommentUpdate, HandoverCreate, SignOffCreate
 from models.rounds import ReminderPolicy, RoundCreate
 from services.errors import InvalidInput
 from services.formatting import parse_local_datetime
@@ -46,6 +47,11 @@ REVIEW_LABELS = {
     "statement": "Statement",
     "signer_name": "Your full name",
     "signer_title": "Your title or position",
+    "wanted_deadline": "New deadline wanted",
+    "reason": "Why your organisation needs more time",
+    "colleague_name": "Your colleague's name",
+    "colleague_email": "Your colleague's email",
+    "note": "A note for your colleague",
 }
 FORM_INCOMPLETE = (
     "the form is incomplete or comes from an old copy of this page; check it below and submit it again"
@@ -152,6 +158,55 @@ class SignOffForm(ReviewForm):
                 "submission_id": self.submission_id,
             }
         )
+
+
+class ExtensionAskForm(ReviewForm):
+    """A focal point's request for more time."""
+
+    submission_id: str = ""
+    wanted_deadline: str = ""
+    reason: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "submission_id": self.submission_id,
+            "wanted_deadline": self.wanted_deadline,
+            "reason": self.reason,
+        }
+
+    def checked_submission_id(self) -> str:
+        """The form's nonce, once the form is known to be whole."""
+        _refuse_nul(self.submission_id, self.wanted_deadline, self.reason)
+        if not 8 <= len(self.submission_id) <= 64:
+            raise InvalidInput(FORM_INCOMPLETE)
+        return self.submission_id
+
+
+class HandoverForm(ReviewForm):
+    """The colleague a focal point hands the task to."""
+
+    colleague_name: str = ""
+    colleague_email: str = ""
+    note: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "colleague_name": self.colleague_name,
+            "colleague_email": self.colleague_email,
+            "note": self.note,
+        }
+
+    def handover(self) -> HandoverCreate:
+        _refuse_nul(self.colleague_name, self.colleague_email, self.note)
+        try:
+            return HandoverCreate.model_validate(
+                {"name": self.colleague_name, "email": self.colleague_email, "note": self.note or None}
+            )
+        except ValidationError as exc:
+            field = str(exc.errors()[0]["loc"][0]) if exc.errors() else ""
+            problem = exc.errors()[0]["msg"] if exc.errors() else "invalid"
+            label = {"name": "Your colleague's name", "email": "Your colleague's email", "note": "The note"}
+            raise InvalidInput(f"{label.get(field, field)}: {problem}") from None
 
 
 # ---------------------------------------------------------------------------------------- the console

@@ -108,6 +108,8 @@ async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
                 "round_id": str(built.round_id),
                 "document_id": "1",
                 "key": "ministry-of-interior",
+                "organisation_key": "ministry-of-interior",
+                "request_id": "999999",
                 "comment_id": "999999",
                 "rest": "no/such/page",
                 "path": "style.css",
@@ -118,7 +120,13 @@ async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
 def concrete(walk: Walk, method: str, path: str, caller: Caller) -> str:
     """The path with its parameters filled in: the caller's review token, real ids for reads and harmless
     ones (nothing with them exists) for writes."""
-    harmless = {"round_id": "999999", "document_id": "999999", "key": "no-such-organisation"}
+    harmless = {
+        "round_id": "999999",
+        "document_id": "999999",
+        "key": "no-such-organisation",
+        "organisation_key": "no-such-organisation",
+        "request_id": "999999",
+    }
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)

@@ -4,6 +4,8 @@ closing early, cancelling, and the task list."""
 
 from __future__ import annotations
 
+import re
+import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,12 +15,12 @@ from sqlmodel import col, func, select
 
 from models.audit import AuditEvent
 from models.enums import MessageKind
+from models.extensions import ExtensionCreate
 from models.outbox import OutboxMessage
-from models.rounds import ExtensionCreate
 from services import escalations, extensions
 from services.db import Database
 from tests.conftest import Stack
-from tests.harness import TEST_ACTOR, eventually, fixture_path, messages_to
+from tests.harness import TEST_ACTOR, csrf_of, eventually, fixture_path, messages_to
 
 TIRANE = ZoneInfo("Europe/Tirane")
 INTERIOR = "migration.fp@ministry-of-interior.gov.example"
@@ -75,6 +77,11 @@ async def launched_round(stack: Stack, **fields: Any) -> int:
     launched = await stack.http.post(f"/api/v1/rounds/{round_id}/launch", headers=stack.coordinator)
     assert launched.status_code == 202, launched.text
     await eventually(lambda: _count(stack), lambda count: count == 4)  # two contacts each
+    # Delivered is recorded a moment after the server took the message.
+    await eventually(
+        lambda: tasks_of(stack, round_id),
+        lambda tasks: {task["status"] for task in tasks.values()} == {"invited"},
+    )
     return round_id
 
 
@@ -357,3 +364,305 @@ async def test_the_task_list_says_where_each_organisation_stands(stack: Stack) -
         assert task["deadline_local"].endswith("17:00 (Europe/Tirane)")
     missing = await stack.http.get("/api/v1/rounds/999/tasks", headers=stack.coordinator)
     assert missing.status_code == 404
+
+
+# ------------------------------------------------------------------ what focal points ask and do
+
+
+def submission_of(page: Any, form_id: str) -> str:
+    form = page.text.split(f'id="{form_id}"', 1)[1]
+    match = re.search(r'name="submission_id" value="([^"]+)"', form)
+    assert match, f"no submission id in {form_id}"
+    return match.group(1)
+
+
+async def post_review_form(stack: Stack, link: str, action: str, **fields: str) -> Any:
+    page = await stack.http.get(link)
+    assert page.status_code == 200, page.text
+    data = {"csrf_token": csrf_of(page), **fields}
+    if action == "extension-request" and 'id="extension-form"' in page.text:
+        data.setdefault("submission_id", submission_of(page, "extension-form"))
+    return await stack.http.post(f"{link}/{action}", data=data)
+
+
+async def test_a_focal_point_asks_for_more_time_and_the_coordinator_grants_another_date(stack: Stack) -> None:
+    round_id = await launched_round(stack)
+    link = link_of(stack, TIRANE_COUNTER, "konsultim")
+    wanted = working_days_from_today(16)
+    asked = await post_review_form(
+        stack,
+        link,
+        "extension-request",
+        wanted_deadline=wanted.strftime("%Y-%m-%dT%H:%M"),
+        reason="The municipal council meets after the deadline.",
+    )
+    assert asked.status_code == 303, asked.text
+    page = await stack.http.get(asked.headers["location"])
+    assert "has not answered yet" in page.text
+    assert 'id="extension-form"' not in page.text
+    again = await post_review_form(
+        stack,
+        link,
+        "extension-request",
+        submission_id=uuid.uuid4().hex,
+        wanted_deadline=working_days_from_today(18).strftime("%Y-%m-%dT%H:%M"),
+        reason="And again.",
+    )
+    assert again.status_code == 409, again.text  # one request at a time
+    assert "not answered yet" in again.text
+    (request,) = (
+        await stack.http.get(f"/api/v1/rounds/{round_id}/extension-requests", headers=stack.coordinator)
+    ).json()
+    assert (request["organisation_key"], request["status"]) == ("municipality-tirane", "pending")
+    assert datetime.fromisoformat(request["wanted_deadline"]) == wanted
+    (asked_mail,) = await eventually(
+        lambda: _messages(stack, "coordinator@secretariat.example"), lambda found: len(found) == 1
+    )
+    assert "asks for more time" in asked_mail.subject
+
+    granted_date = working_days_from_today(14)
+    granted = await stack.http.post(
+        f"/api/v1/extension-requests/{request['id']}/grant",
+        json={"deadline": granted_date.isoformat(), "note": "Two more days than the others, not four."},
+        headers=stack.coordinator,
+    )
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["status"] == "granted"
+    tasks = await tasks_of(stack, round_id)
+    assert datetime.fromisoformat(tasks["municipality-tirane"]["deadline"]) == granted_date
+    assert tasks["ministry-of-interior"]["deadline"] != tasks["municipality-tirane"]["deadline"]
+    await eventually(lambda: _count(stack), lambda count: count == 4 + 1 + 2)
+    (notice,) = [m for m in messages_to(stack.mailbox, TIRANE_COUNTER) if "Afat i ri" in m.subject]
+    assert "Two more days than the others, not four." in notice.text
+    twice = await stack.http.post(
+        f"/api/v1/extension-requests/{request['id']}/refuse",
+        json={"note": "Changed my mind"},
+        headers=stack.coordinator,
+    )
+    assert twice.status_code == 409
+
+
+async def test_a_refused_request_tells_the_focal_point_why(stack: Stack) -> None:
+    round_id = await launched_round(stack)
+    link = link_of(stack, INTERIOR, "konsultim")
+    before = await tasks_of(stack, round_id)
+    asked = await post_review_form(
+        stack,
+        link,
+        "extension-request",
+        wanted_deadline=working_days_from_today(20).strftime("%Y-%m-%dT%H:%M"),
+        reason="Our minister is abroad.",
+    )
+    assert asked.status_code == 303, asked.text
+    (request,) = (
+        await stack.http.get(f"/api/v1/rounds/{round_id}/extension-requests", headers=stack.auditor)
+    ).json()
+    no_note = await stack.http.post(
+        f"/api/v1/extension-requests/{request['id']}/refuse", json={}, headers=stack.coordinator
+    )
+    assert no_note.status_code == 422
+    refused = await stack.http.post(
+        f"/api/v1/extension-requests/{request['id']}/refuse",
+        json={"note": "The Council of Ministers meets on the deadline's next day."},
+        headers=stack.coordinator,
+    )
+    assert refused.status_code == 200, refused.text
+    assert refused.json()["status"] == "refused"
+    assert await tasks_of(stack, round_id) == before
+    await eventually(lambda: _count(stack), lambda count: count == 4 + 1 + 1)
+    (answer,) = [m for m in messages_to(stack.mailbox, INTERIOR) if "Pa zgjatje" in m.subject]
+    assert "The Council of Ministers meets on the deadline's next day." in answer.text
+    (url,) = {url for url in answer.links if "/t/" in url}
+    page = await stack.http.get(url.split("http://testserver", 1)[-1])
+    assert "Ask the coordinator for more time" in page.text  # answered: may ask again
+
+
+async def test_a_focal_point_hands_over_and_the_colleague_signs_off_with_a_link_of_their_own(
+    stack: Stack,
+) -> None:
+    round_id = await launched_round(stack)
+    link = link_of(stack, INTERIOR, "konsultim")
+    handed = await post_review_form(
+        stack,
+        link,
+        "handover",
+        colleague_name="Drita Leka",
+        colleague_email="drita.leka@ministry-of-interior.gov.example",
+        note="You drafted the return chapter: please take this one.",
+    )
+    assert handed.status_code == 303, handed.text
+    await eventually(lambda: _count(stack), lambda count: count == 5)
+    (handover,) = messages_to(stack.mailbox, "drita.leka@ministry-of-interior.gov.example")
+    assert "You drafted the return chapter" in handover.text
+    (colleague_url,) = {url for url in handover.links if "/t/" in url}
+    colleague = colleague_url.split("http://testserver", 1)[-1]
+    assert colleague != link
+    stale_form = csrf_of(await stack.http.get(link))
+    signed = await post_review_form(
+        stack,
+        colleague,
+        "sign-off",
+        submission_id=uuid.uuid4().hex,
+        decision="approve",
+        statement="",
+        signer_name="Drita Leka",
+        signer_title="Director of Migration",
+        authorised="on",
+    )
+    assert signed.status_code == 303, signed.text
+    original = await stack.http.get(link)
+    assert original.status_code == 200
+    assert "Your organisation has signed off" in original.text
+    (event,) = await events(stack.db, "task.handed_over")
+    assert event.data["from"]["email"] == INTERIOR
+    assert event.data["to"]["email"] == "drita.leka@ministry-of-interior.gov.example"
+    (sign_off,) = (await stack.http.get(f"/api/v1/rounds/{round_id}/sign-offs", headers=stack.auditor)).json()
+    assert sign_off["signer_email"] == "drita.leka@ministry-of-interior.gov.example"
+    assert "Hand over to this colleague" not in original.text
+    refused = await stack.http.post(
+        f"{link}/handover",
+        data={
+            "csrf_token": stale_form,
+            "colleague_name": "Too Late",
+            "colleague_email": "late@ministry-of-interior.gov.example",
+        },
+    )
+    assert refused.status_code == 409, refused.text
+
+
+async def test_a_replaced_contact_s_link_stops_at_once_and_the_new_one_is_invited(stack: Stack) -> None:
+    round_id = await launched_round(stack)
+    old = link_of(stack, TIRANE_COUNTER, "konsultim")
+    replaced = await stack.http.put(
+        f"/api/v1/rounds/{round_id}/tasks/municipality-tirane/contacts",
+        json={
+            "role": "focal_point",
+            "email": "arta.hoxha@tirane.bashki.example",
+            "name": "Arta Hoxha",
+            "reason": "The migration counter's head moved to another post.",
+        },
+        headers=stack.coordinator,
+    )
+    assert replaced.status_code == 200, replaced.text
+    assert (await stack.http.get(old)).status_code == 403
+    await eventually(lambda: _count(stack), lambda count: count == 5)
+    new = link_of(stack, "arta.hoxha@tirane.bashki.example", "konsultim")
+    page = await stack.http.get(new)
+    assert page.status_code == 200
+    assert "arta.hoxha@tirane.bashki.example" in page.text
+    alternate = link_of(stack, "zv.sporteli@tirane.bashki.example", "konsultim")
+    assert (await stack.http.get(alternate)).status_code == 200  # the other contact is untouched
+    (event,) = await events(stack.db, "task.contact_replaced")
+    assert event.data["revoked"][0]["email"] == TIRANE_COUNTER
+    as_delegate = await stack.http.put(
+        f"/api/v1/rounds/{round_id}/tasks/municipality-tirane/contacts",
+        json={"role": "delegate", "email": "x@tirane.bashki.example", "reason": "nope"},
+        headers=stack.coordinator,
+    )
+    assert as_delegate.status_code == 422
+
+
+async def test_adding_and_withdrawing_organisations_mid_round(stack: Stack) -> None:
+    round_id = await launched_round(stack)
+    own_deadline = working_days_from_today(13)
+    added = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks",
+        json={"organisation_key": "ministry-of-finance", "deadline": own_deadline.isoformat()},
+        headers=stack.coordinator,
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["organisation_key"] == "ministry-of-finance"
+    assert datetime.fromisoformat(added.json()["deadline"]) == own_deadline
+    await eventually(lambda: _count(stack), lambda count: count == 6)
+    finance = link_of(stack, "migration.fp@ministry-of-finance.gov.example", "konsultim")
+    assert (await stack.http.get(finance)).status_code == 200
+    twice = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks",
+        json={"organisation_key": "ministry-of-finance"},
+        headers=stack.coordinator,
+    )
+    assert twice.status_code == 409
+    unknown = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks",
+        json={"organisation_key": "ministry-of-magic"},
+        headers=stack.coordinator,
+    )
+    assert unknown.status_code == 422
+
+    tirane = link_of(stack, TIRANE_COUNTER, "konsultim")
+    withdrawn = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks/municipality-tirane/withdraw",
+        json={"reason": "The strategy no longer concerns municipalities."},
+        headers=stack.coordinator,
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json()["status"] == "withdrawn"
+    assert (await stack.http.get(tirane)).status_code == 403
+    await eventually(lambda: _count(stack), lambda count: count == 8)
+    (told,) = [m for m in messages_to(stack.mailbox, TIRANE_COUNTER) if "Nuk nevojitet" in m.subject]
+    assert "no longer concerns municipalities" in told.text
+    again = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks/municipality-tirane/withdraw",
+        json={"reason": "again"},
+        headers=stack.coordinator,
+    )
+    assert again.status_code == 409
+
+
+async def test_resending_gives_each_contact_a_fresh_link_and_the_old_one_still_works(stack: Stack) -> None:
+    round_id = await launched_round(stack)
+    first = link_of(stack, INTERIOR, "konsultim")
+    for _ in range(2):  # a double click sends once
+        resent = await stack.http.post(
+            f"/api/v1/rounds/{round_id}/tasks/ministry-of-interior/resend", headers=stack.coordinator
+        )
+        assert resent.status_code == 200, resent.text
+    await eventually(lambda: _count(stack), lambda count: count >= 6)
+    invitations = [m for m in messages_to(stack.mailbox, INTERIOR) if "konsultim" in m.subject]
+    assert len(invitations) == 2
+    links = {url.split("http://testserver", 1)[-1] for m in invitations for url in m.links if "/t/" in url}
+    assert first in links
+    (second,) = links - {first}
+    assert (await stack.http.get(first)).status_code == 200
+    assert (await stack.http.get(second)).status_code == 200
+
+
+async def test_a_sign_off_reopened_at_the_organisation_s_request_stays_on_record_as_superseded(
+    stack: Stack,
+) -> None:
+    round_id = await launched_round(stack)
+    link = link_of(stack, INTERIOR, "konsultim")
+    for signer in ("Elira Marku", "Elira Marku (second)"):
+        signed = await post_review_form(
+            stack,
+            link,
+            "sign-off",
+            submission_id=uuid.uuid4().hex,
+            decision="approve",
+            statement="",
+            signer_name=signer,
+            signer_title="Director General",
+            authorised="on",
+        )
+        assert signed.status_code == 303, signed.text
+        if signer == "Elira Marku":
+            reopened = await stack.http.post(
+                f"/api/v1/rounds/{round_id}/tasks/ministry-of-interior/reopen",
+                json={"reason": "The ministry signed the wrong version of its statement."},
+                headers=stack.coordinator,
+            )
+            assert reopened.status_code == 200, reopened.text
+            assert reopened.json()["status"] == "invited"
+            assert "Sign off for the organisation" in (await stack.http.get(link)).text
+    register = (await stack.http.get(f"/api/v1/rounds/{round_id}/sign-offs", headers=stack.auditor)).json()
+    assert [(entry["signer_name"], entry["superseded_at"] is not None) for entry in register] == [
+        ("Elira Marku", True),
+        ("Elira Marku (second)", False),
+    ]
+    assert register[0]["superseded_reason"] == "The ministry signed the wrong version of its statement."
+    not_signed = await stack.http.post(
+        f"/api/v1/rounds/{round_id}/tasks/municipality-tirane/reopen",
+        json={"reason": "nothing"},
+        headers=stack.coordinator,
+    )
+    assert not_signed.status_code == 409

@@ -2,18 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, status
 
+from models.extensions import ExtensionCreate, ExtensionRead
 from models.reviews import CommentRead, SignOffRead
 from models.rounds import (
-    ExtensionCreate,
-    ExtensionRead,
     ReasonGiven,
     RoundCreate,
     RoundLaunchRead,
     RoundListItem,
     RoundRead,
-    TaskRead,
 )
-from services import comments, extensions, reports, round_endings, rounds, tasks
+from services import comments, extensions, reports, round_endings, rounds
 from services.web.access import API
 from services.web.deps import (
     ApiPrincipal,
@@ -67,13 +65,6 @@ async def sign_off_register(session: ReadSession, round_id: IdPath) -> list[Sign
 async def round_comments(session: ReadSession, round_id: IdPath) -> list[CommentRead]:
     """Every comment of the round, withdrawn ones included, in section order."""
     return await comments.list_comments(session, round_id=round_id)
-
-
-@router.get("/{round_id}/tasks", response_model=list[TaskRead])
-async def round_tasks(session: ReadSession, round_id: IdPath) -> list[TaskRead]:
-    """Every organisation's task: status, own deadline (local time and working days left), reminders sent,
-    escalation, last activity."""
-    return await tasks.list_tasks(session, round_id=round_id)
 
 
 @router.post("/{round_id}/extensions", response_model=ExtensionRead)

@@ -15,11 +15,27 @@ from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import CommentStatus, Decision
-from services import comments, links, review_page, reviews
+from services import comments, extension_requests, handovers, links, review_page, reviews
 from services.errors import NotFound
 from services.web import csrf, review_view
-from services.web.deps import Client, IdPath, ReadSession, SchedulerDep, Submitted, WriteSession, web_state
-from services.web.forms import CommentEditForm, CommentForm, CsrfForm, SignOffForm
+from services.web.deps import (
+    Client,
+    IdPath,
+    ReadSession,
+    SchedulerDep,
+    SettingsDep,
+    Submitted,
+    WriteSession,
+    web_state,
+)
+from services.web.forms import (
+    CommentEditForm,
+    CommentForm,
+    CsrfForm,
+    ExtensionAskForm,
+    HandoverForm,
+    SignOffForm,
+)
 from services.web.routes import Refused, ReviewRoute, shows_refused
 
 router = APIRouter(prefix="/t", include_in_schema=False, route_class=ReviewRoute)
@@ -29,6 +45,8 @@ NOTICES = {
     "comment-edited": "Your comment was updated.",
     "comment-withdrawn": "Your comment was withdrawn.",
     "signed": "The sign-off was recorded. Your receipt is below.",
+    "time-asked": "Your request for more time was sent to the coordinator; the answer will come by email.",
+    "handed-over": "Your colleague has been sent a link of their own. Yours keeps working too.",
 }
 KEPT_FIELDS = ("body", "proposed_wording", "statement")
 """Free text a person typed: shown back whenever the form it came from is not on the page any more."""
@@ -52,6 +70,8 @@ def _form_shown(page: review_page.ReviewPage, form: dict[str, Any]) -> bool:
         )
     if "decision" in form:
         return page.sign_off is None
+    if "wanted_deadline" in form:
+        return page.may_ask_for_time
     return True
 
 
@@ -187,6 +207,50 @@ async def sign_off(
         # Only the sign-off that leaves nothing to sign has anything to tell the round's scheduler.
         background.add_task(scheduler.wake, outcome.receipt.round_id)
     return _done(token, "done=signed#receipt")
+
+
+@router.post("/{token}/extension-request")
+@shows_refused(_show_refused)
+async def ask_for_more_time(
+    session: WriteSession,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    background: BackgroundTasks,
+    client: Client,
+    token: str,
+    form: Submitted[ExtensionAskForm],
+) -> Response:
+    """Ask the coordinator for a later deadline, with a reason; the answer comes by email."""
+    request = await extension_requests.ask(
+        session,
+        token=token,
+        wanted_local=form.wanted_deadline,
+        reason=form.reason,
+        submission_id=form.checked_submission_id(),
+        client=client,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, request.round_id)  # the coordinator's email goes at once
+    return _done(token, "done=time-asked#more-time")
+
+
+@router.post("/{token}/handover")
+@shows_refused(_show_refused)
+async def hand_over(
+    session: WriteSession,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    background: BackgroundTasks,
+    client: Client,
+    token: str,
+    form: Submitted[HandoverForm],
+) -> Response:
+    """Hand the task to a colleague, who gets a link of their own."""
+    link = await handovers.hand_over(
+        session, token=token, data=form.handover(), client=client, settings=settings
+    )
+    background.add_task(scheduler.wake, link.round_id)  # the colleague's link goes at once
+    return _done(token, "done=handed-over#hand-over")
 
 
 @router.api_route("/{rest:path}", methods=["GET", "POST"])
