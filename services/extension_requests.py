@@ -162,7 +162,9 @@ def _read(request: ExtensionRequest, organisation: Organisation) -> ExtensionReq
     )
 
 
-async def _pending(session: AsyncSession, request_id: int) -> tuple[ExtensionRequest, Organisation]:
+async def _pending(
+    session: AsyncSession, request_id: int, round_id: int | None
+) -> tuple[ExtensionRequest, Organisation]:
     found = (
         await session.exec(
             select(ExtensionRequest, Organisation)
@@ -172,7 +174,7 @@ async def _pending(session: AsyncSession, request_id: int) -> tuple[ExtensionReq
             .with_for_update(of=ExtensionRequest)
         )
     ).first()
-    if found is None:
+    if found is None or (round_id is not None and found[0].round_id != round_id):
         raise NotFound(f"extension request {request_id} does not exist")
     request, _organisation = found
     if request.status != ExtensionRequestStatus.pending:
@@ -189,10 +191,11 @@ async def grant(
     actor: Actor,
     user_id: int | None,
     settings: Settings,
+    round_id: int | None = None,
 ) -> ExtensionRequestRead:
     """Extend the organisation's deadline to the date asked for, or to the one given; the extension's
     notice tells its contacts, with the coordinator's note as the reason."""
-    request, organisation = await _pending(session, request_id)
+    request, organisation = await _pending(session, request_id, round_id)
     deadline = data.deadline or request.wanted_deadline
     reason = (data.note or "").strip() or f"Granted at your request: {request.reason}"
     await extensions.extend_in(
@@ -235,9 +238,10 @@ async def refuse(
     actor: Actor,
     user_id: int | None,
     settings: Settings,
+    round_id: int | None = None,
 ) -> ExtensionRequestRead:
     """Refuse the request; whoever asked is told why, with their link."""
-    request, organisation = await _pending(session, request_id)
+    request, organisation = await _pending(session, request_id, round_id)
     round_ = await get_round_row(session, round_id=request.round_id)
     request.status = ExtensionRequestStatus.refused
     request.note = data.note

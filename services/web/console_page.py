@@ -20,6 +20,16 @@ NOTICES = {
     "already-open": "The round was already open; nothing new was started.",
     "uploaded": "The draft was imported.",
     "revised": "The revised draft was added as the document's next version.",
+    "extended": "The deadline was extended; everyone affected is being told.",
+    "closed": "The round is closed.",
+    "cancelled": "The round is cancelled; everyone invited is being told, and their links no longer work.",
+    "added": "The organisation was added; its contacts are being invited.",
+    "withdrawn": "The organisation was withdrawn and is being told.",
+    "resent": "Its links are being sent again.",
+    "replaced": "The contact was replaced: the old link no longer works, the new person is being invited.",
+    "reopened": "The sign-off was reopened; the earlier one stays on record, superseded.",
+    "granted": "The request was granted; the organisation is being told its new deadline.",
+    "refused": "The request was refused; whoever asked is being told why.",
 }
 
 

@@ -13,11 +13,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.documents import Document, DocumentVersion, Section, SectionRead
 from models.enums import OrganisationKind
+from models.extensions import ExtensionRequestRead
 from models.organisations import Organisation
 from models.outbox import OutboxMessageRead
 from models.reviews import CommentRead, SignOffRead
-from models.rounds import RoundRead
-from services import comments, documents, outbox, reports, rounds
+from models.rounds import RoundRead, TaskRead
+from services import comments, documents, extension_requests, outbox, reports, rounds, tasks
 from services.procedures import Procedure, all_procedures
 
 
@@ -37,6 +38,12 @@ class RoundOverview:
     comments: list[CommentRead]
     emails: dict[int | None, list[OutboxMessageRead]]
     """Every email of the round by task id (None: the round's own, such as the closing notice)."""
+    tasks: dict[str, TaskRead] = field(default_factory=dict)
+    """Organisation key -> its task's deadline, reminders and escalation."""
+    requests: list[ExtensionRequestRead] = field(default_factory=list)
+    """Requests for more time, newest first."""
+    not_consulted: list[tuple[str, str]] = field(default_factory=list)
+    """(key, name) of the registry's organisations the round does not consult, to add one."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,19 @@ async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOvervi
         sign_offs=await reports.list_sign_offs(session, round_id=round_id),
         comments=await comments.list_comments(session, round_id=round_id),
         emails=_by_task(await outbox.messages_of_round(session, round_id=round_id)),
+        tasks={task.organisation_key: task for task in await tasks.list_tasks(session, round_id=round_id)},
+        requests=list(reversed(await extension_requests.list_requests(session, round_id=round_id))),
+        not_consulted=[
+            (key, name)
+            for key, name in (
+                await session.exec(
+                    select(Organisation.key, Organisation.name_en)
+                    .where(col(Organisation.archived_at).is_(None))
+                    .order_by(col(Organisation.name_en))
+                )
+            ).all()
+            if key not in {task.organisation_key for task in detail.tasks}
+        ],
     )
 
 

@@ -15,8 +15,9 @@ from typing import Any
 from fastapi import UploadFile
 from pydantic import ValidationError
 
+from models.extensions import ExtensionCreate, ExtensionGrant, ExtensionRefusal
 from models.reviews import CommentCreate, CommentUpdate, HandoverCreate, SignOffCreate
-from models.rounds import ReminderPolicy, RoundCreate
+from models.rounds import ContactReplace, ReasonGiven, ReminderPolicy, RoundCreate, TaskAdd
 from services.errors import InvalidInput
 from services.formatting import parse_local_datetime
 from services.web.deps import FormModel, parse_id
@@ -333,3 +334,91 @@ class RevisionForm(FormModel):
 
     async def upload(self) -> Uploaded:
         return await read_upload(self.file, missing="Choose the revised draft file to upload (.md or .docx).")
+
+
+# ------------------------------------------------------------------- the console: a round under way
+
+
+class ReasonForm(FormModel):
+    """A command on a round or a task that says why: close, cancel, withdraw, reopen."""
+
+    reason: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"reason": self.reason, "action": path.get("action", "")}
+
+    def reason_given(self) -> ReasonGiven:
+        _refuse_nul(self.reason)
+        return ReasonGiven(reason=self.reason)
+
+
+class ExtendForm(FormModel):
+    deadline: str = ""
+    reason: str = ""
+    organisation_keys: list[str] = []
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"deadline": self.deadline, "reason": self.reason, "organisation_keys": self.organisation_keys}
+
+    def extension(self, timezone: str) -> ExtensionCreate:
+        _refuse_nul(self.deadline, self.reason, *self.organisation_keys)
+        return ExtensionCreate(
+            deadline=parse_local_datetime(self.deadline, timezone=timezone),
+            reason=self.reason,
+            organisation_keys=self.organisation_keys or None,
+        )
+
+
+class AddOrganisationForm(FormModel):
+    organisation_key: str = ""
+    deadline: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"organisation_key": self.organisation_key, "deadline": self.deadline}
+
+    def task_add(self, timezone: str) -> TaskAdd:
+        _refuse_nul(self.organisation_key, self.deadline)
+        if not self.organisation_key.strip():
+            raise InvalidInput("Choose the organisation to add.")
+        deadline = parse_local_datetime(self.deadline, timezone=timezone) if self.deadline.strip() else None
+        return TaskAdd(organisation_key=self.organisation_key.strip(), deadline=deadline)
+
+
+class ContactForm(FormModel):
+    role: str = "focal_point"
+    email: str = ""
+    name: str = ""
+    reason: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"role": self.role, "email": self.email, "name": self.name, "reason": self.reason}
+
+    def replacement(self) -> ContactReplace:
+        _refuse_nul(self.role, self.email, self.name, self.reason)
+        return ContactReplace.model_validate(
+            {"role": self.role, "email": self.email, "name": self.name, "reason": self.reason}
+        )
+
+
+class GrantForm(FormModel):
+    deadline: str = ""
+    note: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"deadline": self.deadline, "note": self.note}
+
+    def grant(self, timezone: str) -> ExtensionGrant:
+        _refuse_nul(self.deadline, self.note)
+        deadline = parse_local_datetime(self.deadline, timezone=timezone) if self.deadline.strip() else None
+        return ExtensionGrant(deadline=deadline, note=self.note.strip() or None)
+
+
+class RefuseForm(FormModel):
+    note: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"note": self.note}
+
+    def refusal(self) -> ExtensionRefusal:
+        _refuse_nul(self.note)
+        return ExtensionRefusal(note=self.note)

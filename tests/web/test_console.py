@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from fastapi.routing import APIRoute
-from sqlmodel import select
+from sqlmodel import col, select
 
 from models.audit import AuditEvent
 from models.enums import Role
+from models.organisations import Organisation
+from models.rounds import ReviewTask
 from models.users import SignInFailure, UserCreate
 from services import organisations, rounds, users
 from services.audit import browse, trail, verify
@@ -628,6 +630,77 @@ async def test_the_round_page_lists_every_email_of_each_task_with_its_state(
 
 async def _count(stack: Stack) -> int:
     return stack.mailbox.count()
+
+
+async def test_the_coordinator_changes_a_round_under_way_from_its_page(stack: Stack) -> None:
+    """Extend one organisation, withdraw another, refuse a bad form, close the round: all from the round
+    page, each followed by what it says on the page and in the outbox."""
+    await create_login(stack.db, "lead@secretariat.example", Role.coordinator)
+    await create_login(stack.db, "reader@audit.example", Role.auditor)
+    round_id = await seed_round(
+        stack.db,
+        deadline=datetime.now(UTC) + timedelta(days=7),
+        keys=["ministry-of-interior", "municipality-tirane"],
+    )
+    page_path = f"/console/rounds/{round_id}"
+    async with app_reading_the_sink(stack) as console:
+        await sign_in(console, "lead@secretariat.example")
+        await submit(console, page_path, f"{page_path}/launch")
+        await eventually(lambda: _count(stack), lambda count: count == 4)
+        page = await console.get(page_path)
+        assert "Change the round" in page.text
+        assert 'id="actions-municipality-tirane"' in page.text
+
+        later = (datetime.now(ZoneInfo(ZONE)) + timedelta(days=12)).strftime("%Y-%m-%dT17:00")
+        extended = await submit(
+            console,
+            page_path,
+            f"{page_path}/extend",
+            {
+                "deadline": later,
+                "reason": "The council meets late",
+                "organisation_keys": "municipality-tirane",
+            },
+        )
+        assert extended.status_code == 303, extended.text
+        shown = await console.get(extended.headers["location"])
+        assert "The deadline was extended" in shown.text
+        await eventually(lambda: _count(stack), lambda count: count == 6)
+
+        refused = await submit(
+            console, page_path, f"{page_path}/tasks/ministry-of-interior/withdraw", {"reason": ""}
+        )
+        assert refused.status_code == 422
+        assert "Not saved." in refused.text
+        assert "reason" in refused.text
+
+        withdrawn = await submit(
+            console,
+            page_path,
+            f"{page_path}/tasks/ministry-of-interior/withdraw",
+            {"reason": "Not concerned"},
+        )
+        assert withdrawn.status_code == 303, withdrawn.text
+        closed = await submit(console, page_path, f"{page_path}/close", {"reason": "The committee decided."})
+        assert closed.status_code == 303, closed.text
+        final = await console.get(page_path)
+        assert "The committee decided." in final.text
+        assert "Change the round" not in final.text
+
+    async with stack.db.session() as session:
+        statuses = {
+            key: str(status)
+            for key, status in await session.exec(
+                select(Organisation.key, ReviewTask.status)
+                .join(ReviewTask, col(ReviewTask.organisation_id) == Organisation.id)
+                .where(ReviewTask.round_id == round_id)
+            )
+        }
+    assert statuses == {"ministry-of-interior": "withdrawn", "municipality-tirane": "no_response"}
+
+    async with app_reading_the_sink(stack) as reader:
+        await sign_in(reader, "reader@audit.example")
+        assert "Reason for withdrawing it" not in (await reader.get(page_path)).text
 
 
 # ------------------------------------------------------------------------------------ junk, no 5xx

@@ -13,13 +13,23 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import OrganisationKind, RoundStatus
-from services import documents, exports, organisations, rounds, users
+from services import (
+    documents,
+    exports,
+    extension_requests,
+    extensions,
+    organisations,
+    round_endings,
+    rounds,
+    task_changes,
+    users,
+)
 from services.audit import browse
 from services.errors import InvalidInput, TooManyRequests, Unauthorized
 from services.web import console_views
@@ -33,6 +43,7 @@ from services.web.deps import (
     CountQuery,
     DatabaseDep,
     IdPath,
+    OrganisationKeyPath,
     ReadSession,
     SchedulerDep,
     SeqQuery,
@@ -46,7 +57,20 @@ from services.web.deps import (
     parse_id,
 )
 from services.web.exports import download
-from services.web.forms import CsrfForm, DraftForm, RegistryForm, RevisionForm, RoundForm, SignInForm
+from services.web.forms import (
+    AddOrganisationForm,
+    ContactForm,
+    CsrfForm,
+    DraftForm,
+    ExtendForm,
+    GrantForm,
+    ReasonForm,
+    RefuseForm,
+    RegistryForm,
+    RevisionForm,
+    RoundForm,
+    SignInForm,
+)
 from services.web.routes import LOGIN_PATH, ConsoleRoute, Refused, shows_refused
 from workflows.client import launch_round
 
@@ -206,13 +230,279 @@ async def create_round(
     return RedirectResponse(f"/console/rounds/{created.id}?done=created", status_code=303)
 
 
-@router.get("/rounds/{round_id}")
-async def round_page(page: ConsolePage, session: ReadSession, round_id: IdPath) -> Response:
-    """The round's status, each organisation's task, the sign-off register and the comment matrix."""
+async def _round_page(
+    page: Page,
+    session: AsyncSession,
+    round_id: int,
+    *,
+    status_code: int = 200,
+    error: str | None = None,
+    problems: list[str] | None = None,
+    form: dict[str, Any] | None = None,
+) -> Response:
     overview = await console_views.round_overview(session, round_id=round_id)
     return page.render(
-        "console/round.html", {"nav": "rounds", "overview": overview, "draft_status": RoundStatus.draft}
+        "console/round.html",
+        {
+            "nav": "rounds",
+            "overview": overview,
+            "draft_status": RoundStatus.draft,
+            "error": error,
+            "problems": problems or [],
+            "form": form or {},
+        },
+        status_code=status_code,
     )
+
+
+@router.get("/rounds/{round_id}")
+async def round_page(page: ConsolePage, session: ReadSession, round_id: IdPath) -> Response:
+    """The round's status, each organisation's task, the sign-off register and the comment matrix, and the
+    coordinator's actions on a round under way."""
+    return await _round_page(page, session, round_id)
+
+
+async def _round_action_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
+    round_id = parse_id(str(request.path_params.get("round_id", "")))
+    if round_id is None:
+        raise refused.error  # a path that names no round has no page to show the form on
+    page = await _signed_in_page(request)
+    return await _round_page(
+        page, session, round_id, form=refused.form.typed(request.path_params), **_shown(refused)
+    )
+
+
+def _back_to(round_id: int, done: str) -> Response:
+    return RedirectResponse(f"/console/rounds/{round_id}?done={done}", status_code=303)
+
+
+@router.post("/rounds/{round_id}/extend")
+@shows_refused(_round_action_refused)
+async def extend_round(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    form: Submitted[ExtendForm],
+) -> Response:
+    await extensions.extend(
+        session,
+        round_id=round_id,
+        data=form.extension(settings.timezone),
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "extended")
+
+
+@router.post("/rounds/{round_id}/close")
+@shows_refused(_round_action_refused)
+async def close_round(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    form: Submitted[ReasonForm],
+) -> Response:
+    await round_endings.close_early(
+        session,
+        round_id=round_id,
+        reason=form.reason_given().reason,
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "closed")
+
+
+@router.post("/rounds/{round_id}/cancel")
+@shows_refused(_round_action_refused)
+async def cancel_round(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    form: Submitted[ReasonForm],
+) -> Response:
+    await round_endings.cancel_round(
+        session,
+        round_id=round_id,
+        reason=form.reason_given().reason,
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "cancelled")
+
+
+@router.post("/rounds/{round_id}/tasks")
+@shows_refused(_round_action_refused)
+async def add_organisation(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    form: Submitted[AddOrganisationForm],
+) -> Response:
+    await task_changes.add_organisation(
+        session,
+        round_id=round_id,
+        data=form.task_add(settings.timezone),
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "added")
+
+
+@router.post("/rounds/{round_id}/tasks/{organisation_key}/withdraw")
+@shows_refused(_round_action_refused)
+async def withdraw_organisation(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    organisation_key: OrganisationKeyPath,
+    form: Submitted[ReasonForm],
+) -> Response:
+    await task_changes.withdraw_organisation(
+        session,
+        round_id=round_id,
+        key=organisation_key,
+        reason=form.reason_given().reason,
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "withdrawn")
+
+
+@router.post("/rounds/{round_id}/tasks/{organisation_key}/resend")
+@shows_refused(_round_action_refused)
+async def resend_links(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    organisation_key: OrganisationKeyPath,
+    _form: Submitted[CsrfForm],
+) -> Response:
+    await task_changes.resend_links(
+        session, round_id=round_id, key=organisation_key, actor=principal.actor, settings=settings
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "resent")
+
+
+@router.post("/rounds/{round_id}/tasks/{organisation_key}/contacts")
+@shows_refused(_round_action_refused)
+async def replace_contact(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    organisation_key: OrganisationKeyPath,
+    form: Submitted[ContactForm],
+) -> Response:
+    await task_changes.replace_contact(
+        session,
+        round_id=round_id,
+        key=organisation_key,
+        data=form.replacement(),
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "replaced")
+
+
+@router.post("/rounds/{round_id}/tasks/{organisation_key}/reopen")
+@shows_refused(_round_action_refused)
+async def reopen_sign_off(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    organisation_key: OrganisationKeyPath,
+    form: Submitted[ReasonForm],
+) -> Response:
+    await task_changes.reopen_sign_off(
+        session,
+        round_id=round_id,
+        key=organisation_key,
+        reason=form.reason_given().reason,
+        actor=principal.actor,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "reopened")
+
+
+@router.post("/rounds/{round_id}/extension-requests/{request_id}/grant")
+@shows_refused(_round_action_refused)
+async def grant_request(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    request_id: IdPath,
+    form: Submitted[GrantForm],
+) -> Response:
+    await extension_requests.grant(
+        session,
+        request_id=request_id,
+        round_id=round_id,
+        data=form.grant(settings.timezone),
+        actor=principal.actor,
+        user_id=principal.user_id,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "granted")
+
+
+@router.post("/rounds/{round_id}/extension-requests/{request_id}/refuse")
+@shows_refused(_round_action_refused)
+async def refuse_request(
+    principal: SignedIn,
+    session: WriteSession,
+    scheduler: SchedulerDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
+    round_id: IdPath,
+    request_id: IdPath,
+    form: Submitted[RefuseForm],
+) -> Response:
+    await extension_requests.refuse(
+        session,
+        request_id=request_id,
+        round_id=round_id,
+        data=form.refusal(),
+        actor=principal.actor,
+        user_id=principal.user_id,
+        settings=settings,
+    )
+    background.add_task(scheduler.wake, round_id)
+    return _back_to(round_id, "refused")
 
 
 @router.post("/rounds/{round_id}/launch")
