@@ -56,6 +56,7 @@ class SilenceMeaning(StrEnum):
 class TaskStatus(StrEnum):
     pending = "pending"  # created; no invitation delivered yet
     invited = "invited"  # at least one contact has been emailed
+    opened = "opened"  # a contact has opened the review page in a browser
     commenting = "commenting"  # comments written, no sign-off yet
     signed_off = "signed_off"
     overdue = "overdue"  # the deadline (and grace period) passed without a sign-off; escalated

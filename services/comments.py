@@ -71,7 +71,11 @@ async def _commit_with_event(
     """Record the focal point's action on the audit trail and commit it with the change it records; the
     task shows it as its last activity, and a task with comments is being commented on."""
     context.task.last_activity_at = utcnow()
-    if action == "comment.added" and context.task.status in (TaskStatus.pending, TaskStatus.invited):
+    if action == "comment.added" and context.task.status in (
+        TaskStatus.pending,
+        TaskStatus.invited,
+        TaskStatus.opened,
+    ):
         context.task.status = TaskStatus.commenting
     session.add(context.task)
     async with trail.chain_turn(session):

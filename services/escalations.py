@@ -31,7 +31,7 @@ from services.outbox import Mail
 from services.rounds import coordinator_email, get_round_row
 from services.settings import Settings
 
-ESCALATED_STATUSES = (TaskStatus.pending, TaskStatus.invited, TaskStatus.commenting)
+ESCALATED_STATUSES = (TaskStatus.pending, TaskStatus.invited, TaskStatus.opened, TaskStatus.commenting)
 """Tasks that still owe a sign-off and have not been escalated for their deadline."""
 
 

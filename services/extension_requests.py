@@ -31,7 +31,13 @@ from services.outbox import Mail
 from services.rounds import coordinator_email, get_round_row
 from services.settings import Settings
 
-ASKABLE_STATUSES = (TaskStatus.pending, TaskStatus.invited, TaskStatus.commenting, TaskStatus.overdue)
+ASKABLE_STATUSES = (
+    TaskStatus.pending,
+    TaskStatus.invited,
+    TaskStatus.opened,
+    TaskStatus.commenting,
+    TaskStatus.overdue,
+)
 
 
 @transactional

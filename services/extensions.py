@@ -31,7 +31,13 @@ from services.procedures import get_procedure
 from services.rounds import get_round_row
 from services.settings import Settings
 
-EXTENDABLE_STATUSES = (TaskStatus.pending, TaskStatus.invited, TaskStatus.commenting, TaskStatus.overdue)
+EXTENDABLE_STATUSES = (
+    TaskStatus.pending,
+    TaskStatus.invited,
+    TaskStatus.opened,
+    TaskStatus.commenting,
+    TaskStatus.overdue,
+)
 
 
 @transactional

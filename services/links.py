@@ -271,3 +271,27 @@ def ensure_writable(context: LinkContext) -> None:
             "comments and sign-offs can no longer be recorded.",
             error="deadline_passed",
         )
+
+
+@transactional
+async def record_opened(session: AsyncSession, *, token: str, client: ClientInfo) -> bool:
+    """The review page was opened in a browser (its script says so; a GET never changes anything): an
+    invited task becomes `opened`, once. True if this call changed it."""
+    resolved = await resolve(session, token=token, lock=True)
+    context = resolved.context
+    if context.task.status != TaskStatus.invited or state_of(context, utcnow()) != ReviewState.open:
+        await session.rollback()
+        return False
+    context.task.status = TaskStatus.opened
+    context.task.last_activity_at = utcnow()
+    session.add(context.task)
+    await trail.append(
+        session,
+        actor=context.actor,
+        action="task.opened",
+        round_id=context.round.id,
+        task_id=context.task.id,
+        data={"organisation": context.organisation.key, "ip": client.ip},
+    )
+    await session.commit()
+    return True

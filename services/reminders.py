@@ -42,7 +42,7 @@ from services.outbox import Mail
 from services.settings import Settings
 
 TASK_REMINDERS: Table = TaskReminder.__table__  # type: ignore[attr-defined]
-REMINDED_STATUSES = (TaskStatus.invited, TaskStatus.commenting)
+REMINDED_STATUSES = (TaskStatus.invited, TaskStatus.opened, TaskStatus.commenting)
 """Tasks whose contacts have their invitation and owe a sign-off."""
 
 

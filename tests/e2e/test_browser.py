@@ -9,16 +9,22 @@ import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 
+from models.audit import AuditEvent
+from models.enums import TaskStatus
+from models.organisations import Organisation
 from models.reviews import Comment, SignOff
+from models.rounds import ReviewTask
 from services.db import Database
 from services.settings import Settings
 from services.web.app import create_app
 from tests.e2e.conftest import CHROMIUM
-from tests.harness import ServedApp
+from tests.harness import ServedApp, eventually
 from tests.web.test_review_page import SECTIONS, RecordingScheduler, build_round
 
 if not CHROMIUM.exists():
@@ -191,3 +197,51 @@ async def test_opening_the_link_again_from_webmail_keeps_the_first_tab_working(
     async with db.session() as session:
         comments = (await session.exec(select(Comment))).all()
     assert [comment.body for comment in comments] == ["Typed in the first tab, sent after the second opened."]
+
+
+async def test_a_browser_opening_the_link_marks_the_task_opened_and_a_plain_fetch_does_not(
+    chromium: Browser, db: Database, settings: Settings, backend: str
+) -> None:
+    """A mail scanner fetches the link and runs no script: the task stays invited. The focal point's
+    browser runs the page's script: the task is opened, once, however often the page is shown."""
+    built = await build_round(db, settings)
+    token = built.tokens["ministry-of-interior"][0]
+    async with db.write_session() as session:
+        await session.exec(
+            update(ReviewTask)
+            .where(col(ReviewTask.round_id) == built.round_id)
+            .values(status=TaskStatus.invited)
+        )
+        await session.commit()
+    app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
+    served = ServedApp(app)
+    async with served:
+        async with httpx.AsyncClient(base_url=served.url) as scanner:
+            assert (await scanner.get(f"/t/{token}")).status_code == 200
+            assert (await scanner.head(f"/t/{token}")).status_code in (200, 405)
+        assert await _status_of_interior(db) == "invited"
+
+        context = await chromium.new_context()
+        page = await context.new_page()
+        for _ in range(2):
+            await page.goto(f"{served.url}/t/{token}")
+            await expect(page.locator("h1")).to_have_text("Migration strategy, round 1")
+            await eventually(lambda: _status_of_interior(db), lambda status: status == "opened", timeout=10)
+        await context.close()
+
+    async with db.session() as session:
+        opened = (await session.exec(select(AuditEvent).where(AuditEvent.action == "task.opened"))).all()
+    assert len(opened) == 1
+
+
+async def _status_of_interior(db: Database) -> str:
+    async with db.session() as session:
+        statuses = {
+            key: str(status)
+            for key, status in await session.exec(
+                select(Organisation.key, ReviewTask.status).join(
+                    ReviewTask, col(ReviewTask.organisation_id) == Organisation.id
+                )
+            )
+        }
+    return statuses["ministry-of-interior"]

@@ -209,6 +209,17 @@ async def sign_off(
     return _done(token, "done=signed#receipt")
 
 
+@router.post("/{token}/opened")
+@shows_refused(_show_refused)
+async def page_opened(
+    session: WriteSession, client: Client, token: str, _form: Submitted[CsrfForm]
+) -> Response:
+    """Sent by the page's script once it is shown in a browser, so the coordinator sees who has opened
+    their task (a mail scanner fetching the link runs no script, and a GET changes nothing)."""
+    await links.record_opened(session, token=token, client=client)
+    return Response(status_code=204)
+
+
 @router.post("/{token}/extension-request")
 @shows_refused(_show_refused)
 async def ask_for_more_time(
