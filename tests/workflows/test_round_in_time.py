@@ -88,7 +88,9 @@ def twenty_working_days_over_a_holiday(today: date) -> tuple[date, date]:
 
 @pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEMPORAL_TEST_SERVER))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEMPORAL_TEST_SERVER), test_server_startup_timeout=timedelta(seconds=60)
+    )
     try:
         yield env
     finally:

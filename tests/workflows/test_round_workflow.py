@@ -195,7 +195,9 @@ async def _mail_count(mailbox: DevMailbox) -> int:
 
 @pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=str(TEMPORAL_TEST_SERVER))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(TEMPORAL_TEST_SERVER), test_server_startup_timeout=timedelta(seconds=60)
+    )
     try:
         yield env
     finally:
