@@ -15,6 +15,7 @@ from models.enums import (
     CloseReason,
     ContactRole,
     Decision,
+    ExtensionRequestStatus,
     OrganisationKind,
     ReminderStatus,
     RoundStatus,
@@ -205,6 +206,17 @@ class TaskRead(SQLModel):
     completed_at: datetime | None
     decision: Decision | None
     comments: int
+    extension_requests: list[TaskExtensionRequest] = Field(
+        default_factory=list, description="Its requests for more time, oldest first, with their answers."
+    )
+
+
+class TaskExtensionRequest(SQLModel):
+    id: int
+    status: ExtensionRequestStatus
+    wanted_deadline: datetime
+    granted_deadline: datetime | None
+    created_at: datetime
 
 
 class RoundCounts(SQLModel):

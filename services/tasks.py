@@ -9,9 +9,10 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import CommentStatus, ReminderStatus
+from models.extensions import ExtensionRequest
 from models.organisations import Organisation
 from models.reviews import Comment
-from models.rounds import ReviewTask, TaskRead, TaskReminder
+from models.rounds import ReviewTask, TaskExtensionRequest, TaskRead, TaskReminder
 from models.types import utcnow
 from services import working_days
 from services.formatting import when_text
@@ -45,6 +46,13 @@ async def list_tasks(session: AsyncSession, *, round_id: int, now: datetime | No
             )
         ).all()
     )
+    requests: dict[int, list[TaskExtensionRequest]] = defaultdict(list)
+    for request in await session.exec(
+        select(ExtensionRequest)
+        .where(ExtensionRequest.round_id == round_id)
+        .order_by(col(ExtensionRequest.created_at), col(ExtensionRequest.id))
+    ):
+        requests[request.task_id].append(TaskExtensionRequest.model_validate(request, from_attributes=True))
     found = []
     for task, organisation in rows:
         timezone = organisation.timezone or round_.timezone
@@ -67,6 +75,7 @@ async def list_tasks(session: AsyncSession, *, round_id: int, now: datetime | No
                 completed_at=task.completed_at,
                 decision=task.decision,
                 comments=comments.get(task.id or 0, 0),
+                extension_requests=requests[task.id or 0],
             )
         )
     return found

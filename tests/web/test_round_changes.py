@@ -430,6 +430,11 @@ async def test_a_focal_point_asks_for_more_time_and_the_coordinator_grants_anoth
     assert granted.json()["status"] == "granted"
     tasks = await tasks_of(stack, round_id)
     assert datetime.fromisoformat(tasks["municipality-tirane"]["deadline"]) == granted_date
+    (asked_entry,) = tasks["municipality-tirane"]["extension_requests"]
+    assert (asked_entry["status"], datetime.fromisoformat(asked_entry["granted_deadline"])) == (
+        "granted",
+        granted_date,
+    )
     assert tasks["ministry-of-interior"]["deadline"] != tasks["municipality-tirane"]["deadline"]
     await eventually(lambda: _count(stack), lambda count: count == 4 + 1 + 2)
     (notice,) = [m for m in messages_to(stack.mailbox, TIRANE_COUNTER) if "Afat i ri" in m.subject]
