@@ -9,6 +9,7 @@ from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink, Comment, LinkToken, SignOff
 from models.rounds import ReviewTask, Round
+from models.throttle import ThrottleCount
 from models.users import Credential, SignInFailure, User
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "Section",
     "SignInFailure",
     "SignOff",
+    "ThrottleCount",
     "User",
 ]

@@ -96,6 +96,7 @@ class MessageKind(StrEnum):
     escalation_summary = "escalation_summary"  # to the coordinator: which tasks became overdue
     deadline_extended = "deadline_extended"
     round_cancelled = "round_cancelled"
+    lost_link = "lost_link"  # asked for on the lost-link page: every working link of the person
 
 
 class ReminderStatus(StrEnum):

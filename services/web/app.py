@@ -19,7 +19,7 @@ from services.formatting import when_text
 from services.settings import Settings, get_settings
 from services.web import access, errors
 from services.web.api import audit, documents, health, me, organisations, rounds
-from services.web.pages import console, devmail, review
+from services.web.pages import console, devmail, lost_link, review
 from services.web.routes import PublicRoute
 from services.web.state import AppState
 from workflows.client import Scheduler
@@ -79,7 +79,7 @@ def create_app(
 
     # Each router carries its whole prefix: its routes look up their lines in the access table by the
     # paths they are served at.
-    for module in (organisations, documents, rounds, audit, me, health, review, console):
+    for module in (organisations, documents, rounds, audit, me, health, review, lost_link, console):
         app.include_router(module.router)
     if settings.environment != "production":
         app.include_router(devmail.router)

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import UploadFile
 
+from models.contacts import check_email
 from models.reviews import CommentCreate, CommentUpdate, SignOffCreate
 from models.rounds import ReminderPolicy, RoundCreate
 from services.errors import InvalidInput
@@ -152,6 +153,27 @@ class SignOffForm(ReviewForm):
                 "submission_id": self.submission_id,
             }
         )
+
+
+# ------------------------------------------------------------------------------- the lost-link page
+
+NOT_AN_ADDRESS = "Enter the email address the invitation was sent to, e.g. name@ministry.gov.al."
+
+
+class LostLinkForm(FormModel):
+    email: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"email": self.email[:320]}
+
+    def address(self) -> str:
+        """The address typed, as checked as the registry checks it; InvalidInput when it is not one."""
+        if "\x00" in self.email or len(self.email) > 400:
+            raise InvalidInput(NOT_AN_ADDRESS)
+        try:
+            return check_email(self.email)
+        except ValueError:
+            raise InvalidInput(NOT_AN_ADDRESS) from None
 
 
 # ---------------------------------------------------------------------------------------- the console
