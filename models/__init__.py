@@ -10,6 +10,7 @@ from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink, Comment, LinkToken, SignOff
 from models.rounds import ReviewTask, Round, TaskReminder
+from models.throttle import ThrottleCount
 from models.users import Credential, SignInFailure, User
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "SignInFailure",
     "SignOff",
     "TaskReminder",
+    "ThrottleCount",
     "User",
 ]

@@ -109,6 +109,7 @@ class MessageKind(StrEnum):
     extension_refused = "extension_refused"  # to the focal point who asked
     handover = "handover"  # to the colleague a task was handed to, with a link of their own
     task_withdrawn = "task_withdrawn"  # to an organisation taken out of a round
+    lost_link = "lost_link"  # asked for on the lost-link page: every working link of the person
 
 
 class ReminderStatus(StrEnum):

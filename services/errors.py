@@ -43,8 +43,21 @@ class Conflict(DomainError):
 
 
 class TooManyRequests(DomainError):
+    """Throttled; with `retry_after`, the seconds until the request may be made again (Retry-After)."""
+
     status_code = 429
     error = "too_many_requests"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        error: str | None = None,
+        problems: list[str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail, error=error, problems=problems)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(DomainError):

@@ -69,6 +69,10 @@ class ConsultationRoundWorkflow:
             retry_policy=RETRY,
         )
         while True:
+            # Checked every turn, not only after a sleep: a scheduler that keeps finding work (a long
+            # delivery, a storm of reminders) must continue as new before its history grows too long.
+            if workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(RoundRef(round_id))
             self._wake = False
             plan = await self._plan(round_id)
             if plan.status == "draft":
@@ -115,8 +119,6 @@ class ConsultationRoundWorkflow:
                 continue
             self._phase = "waiting"
             await self._sleep_until(self._next_wake(plan))
-            if workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(RoundRef(round_id))
         self._phase = "closed"
         return "closed"
 

@@ -103,6 +103,9 @@ ACCESS: dict[Operation, frozenset[Caller]] = {
     # Anything else under /t/ (a mangled link) gets the same 'invalid link' page, whoever asks.
     ("GET", "/t/{rest:path}"): ANYONE,
     ("POST", "/t/{rest:path}"): ANYONE,
+    # The lost-link page: anyone types an address; a contact of an open task gets their links by email.
+    ("GET", "/links/lost"): ANYONE,
+    ("POST", "/links/lost"): ANYONE,
     # The coordinator console, with the session cookie.
     ("GET", "/console/login"): ANYONE,
     ("POST", "/console/login"): ANYONE,

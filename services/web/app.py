@@ -19,7 +19,7 @@ from services.formatting import when_text
 from services.settings import Settings, get_settings
 from services.web import access, errors
 from services.web.api import audit, documents, extension_requests, health, me, organisations, rounds, tasks
-from services.web.pages import console, devmail, review
+from services.web.pages import console, devmail, lost_link, review
 from services.web.routes import PublicRoute
 from services.web.state import AppState
 from workflows.client import Scheduler
@@ -90,6 +90,7 @@ def create_app(
         me,
         health,
         review,
+        lost_link,
         console,
     ):
         app.include_router(module.router)

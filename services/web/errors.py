@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import DomainError, ServiceUnavailable
+from services.errors import DomainError, ServiceUnavailable, TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +146,30 @@ def _body(error: str, detail: str, problems: list[str] | None = None) -> dict[st
     return body
 
 
+LINK_REFUSALS = frozenset({"invalid_link", "link_revoked"})
+"""Errors of a review link that does not open: their page points to the lost-link page."""
+
+
 def _page(
-    request: Request, status: int, title: str, detail: str, problems: list[str] | None = None
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    problems: list[str] | None = None,
+    *,
+    lost_link: bool = False,
 ) -> Response:
     templates: Jinja2Templates = request.app.state.roundtable.templates
     return templates.TemplateResponse(
         request,
         "error.html",
-        {"title": title, "detail": detail, "problems": problems or [], "status": status},
+        {
+            "title": title,
+            "detail": detail,
+            "problems": problems or [],
+            "status": status,
+            "lost_link": lost_link,
+        },
         status_code=status,
     )
 
@@ -216,11 +232,18 @@ def install(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         if exc.status_code == 503:
             headers = {"Retry-After": str(getattr(exc, "retry_after", ServiceUnavailable.retry_after))}
+        elif isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         if wants_html(request):
             page = _page(
-                request, exc.status_code, exc.error.replace("_", " ").capitalize(), exc.detail, exc.problems
+                request,
+                exc.status_code,
+                exc.error.replace("_", " ").capitalize(),
+                exc.detail,
+                exc.problems,
+                lost_link=exc.error in LINK_REFUSALS,
             )
-            if exc.status_code == 503 and headers:
+            if exc.status_code in (429, 503) and headers:
                 page.headers.update(headers)
             return page
         return JSONResponse(

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import UploadFile
 from pydantic import ValidationError
 
+from models.contacts import check_email
 from models.extensions import ExtensionCreate, ExtensionGrant, ExtensionRefusal
 from models.reviews import CommentCreate, CommentUpdate, HandoverCreate, SignOffCreate
 from models.rounds import ContactReplace, ReasonGiven, ReminderPolicy, RoundCreate, TaskAdd
@@ -208,6 +209,27 @@ class HandoverForm(ReviewForm):
             problem = exc.errors()[0]["msg"] if exc.errors() else "invalid"
             label = {"name": "Your colleague's name", "email": "Your colleague's email", "note": "The note"}
             raise InvalidInput(f"{label.get(field, field)}: {problem}") from None
+
+
+# ------------------------------------------------------------------------------- the lost-link page
+
+NOT_AN_ADDRESS = "Enter the email address the invitation was sent to, e.g. name@ministry.gov.al."
+
+
+class LostLinkForm(FormModel):
+    email: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"email": self.email[:320]}
+
+    def address(self) -> str:
+        """The address typed, as checked as the registry checks it; InvalidInput when it is not one."""
+        if "\x00" in self.email or len(self.email) > 400:
+            raise InvalidInput(NOT_AN_ADDRESS)
+        try:
+            return check_email(self.email)
+        except ValueError:
+            raise InvalidInput(NOT_AN_ADDRESS) from None
 
 
 # ---------------------------------------------------------------------------------------- the console

@@ -473,7 +473,11 @@ async def test_a_refused_request_tells_the_focal_point_why(stack: Stack) -> None
     )
     assert refused.status_code == 200, refused.text
     assert refused.json()["status"] == "refused"
-    assert await tasks_of(stack, round_id) == before
+    after = await tasks_of(stack, round_id)
+    assert {key: task["deadline"] for key, task in after.items()} == {
+        key: task["deadline"] for key, task in before.items()
+    }
+    assert [entry["status"] for entry in after["ministry-of-interior"]["extension_requests"]] == ["refused"]
     await eventually(lambda: _count(stack), lambda count: count == 4 + 1 + 1)
     (answer,) = [m for m in messages_to(stack.mailbox, INTERIOR) if "Pa zgjatje" in m.subject]
     assert "The Council of Ministers meets on the deadline's next day." in answer.text
