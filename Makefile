@@ -27,8 +27,11 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
+# Two processes for most of the suite; the tests that bound time or a crash's repeats run alone after it,
+# so that the other process's load cannot make them fail.
 pytest: $(INSTALLED)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not serial"
+	$(BIN)/pytest -m serial -n 0
 
 ## bench: every benchmark at full size with its baselines, then one summary table (under 20 minutes)
 bench: $(INSTALLED)

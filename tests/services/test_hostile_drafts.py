@@ -29,6 +29,9 @@ from services.drafts import parse_docx, parse_markdown
 from services.drafts.docx import MAX_TABLE_COLUMNS
 from services.errors import DomainError, InvalidInput, PayloadTooLarge
 
+# Timing bounds: run alone, after the parallel suite (see the Makefile).
+pytestmark = pytest.mark.serial
+
 W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 MIB = 1024 * 1024
 REFUSED_WITHIN_SECONDS = 1.0

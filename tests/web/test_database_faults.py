@@ -35,6 +35,9 @@ from tests.conftest import TEST_SECRET
 from tests.harness import ServedApp, create_account, csrf_of, free_port
 from tests.web.test_review_page import BROWSER_HEADERS, RecordingScheduler, build_round, comment_submission_of
 
+# Timing bounds: run alone, after the parallel suite (see the Makefile).
+pytestmark = pytest.mark.serial
+
 API = "/api/v1"
 LOCK_TIMEOUT = 1.0
 SLACK = 2.0

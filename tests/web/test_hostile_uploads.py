@@ -36,6 +36,9 @@ from tests.services.test_hostile_drafts import (
     paragraph,
 )
 
+# Timing bounds: run alone, after the parallel suite (see the Makefile).
+pytestmark = pytest.mark.serial
+
 API = "/api/v1"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ANSWERED_WITHIN_SECONDS = 1.0

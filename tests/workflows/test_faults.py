@@ -48,7 +48,8 @@ from tests.harness import (
 from tests.notifications.support import RecordingSink
 from workflows.client import Scheduler, ensure_reconciler, launch_round, reconciler_schedule_id
 
-pytestmark = pytest.mark.slow
+# Timing and crash bounds: run alone, after the parallel suite (see the Makefile).
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 TWO = ["ministry-of-interior", "municipality-tirane"]  # four contacts
 COORDINATOR = "coordinator@secretariat.example"
