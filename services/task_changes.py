@@ -210,6 +210,19 @@ async def _working_links(session: AsyncSession, task: ReviewTask) -> list[Access
     )
 
 
+async def _invite_again(
+    session: AsyncSession, round_: Round, task: ReviewTask, *, key: str, settings: Settings
+) -> list[AccessLink]:
+    """The task's focal point and alternate get their invitation again, under `key` (see
+    `invitations.invitations_for_links`); returns their links."""
+    working = [link for link in await _working_links(session, task) if link.role != ContactRole.delegate]
+    mails = await invitations.invitations_for_links(
+        session, round_=round_, link_ids=[link.id for link in working], key=key, settings=settings
+    )
+    await outbox.enqueue(session, mails=mails)
+    return working
+
+
 @transactional
 async def resend_links(
     session: AsyncSession, *, round_id: int, key: str, actor: Actor, settings: Settings
@@ -220,16 +233,14 @@ async def resend_links(
     task, _organisation = await _task_of(session, round_id, key)
     if task.status not in OPEN_STATUSES:
         raise Conflict(f"{key} has settled its task ({task.status}); its links no longer take anything")
-    working = [link for link in await _working_links(session, task) if link.role != ContactRole.delegate]
     minute = utcnow().strftime("%Y%m%dT%H%M")
-    mails = await invitations.invitations_for_links(
+    working = await _invite_again(
         session,
-        round_=round_,
-        link_ids=[link.id for link in working],
+        round_,
+        task,
         key=f"invitation:{{task_id}}:{{role}}:resent:{{link_id}}:{minute}",
         settings=settings,
     )
-    await outbox.enqueue(session, mails=mails)
     await trail.append(
         session,
         actor=actor,
@@ -326,15 +337,13 @@ async def reopen_sign_off(
     task.decision = None
     task.completed_at = None
     session.add(task)
-    working = [link for link in await _working_links(session, task) if link.role != ContactRole.delegate]
-    mails = await invitations.invitations_for_links(
+    await _invite_again(
         session,
-        round_=round_,
-        link_ids=[link.id for link in working],
+        round_,
+        task,
         key=f"invitation:{{task_id}}:{{role}}:reopened:{standing.id}",
         settings=settings,
     )
-    await outbox.enqueue(session, mails=mails)
     await trail.append(
         session,
         actor=actor,
