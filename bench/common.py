@@ -23,9 +23,9 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 import psutil
@@ -33,6 +33,9 @@ from sqlalchemy.engine import make_url
 
 from services.cli import processes
 from services.cli.processes import Child, roundtable_command, temporal_dev_server_command, wait_until
+
+if TYPE_CHECKING:
+    from models.audit import Actor
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -365,8 +368,13 @@ class SinkProcess:
         return max(float(fields[0]) for fields in self.lines())
 
     def duplicates(self) -> int:
+        """Messages whose Message-ID the sink had already seen (the same email delivered again)."""
         seen = [fields[1] for fields in self.lines()]
         return len(seen) - len(set(seen))
+
+    def recipients(self) -> list[list[str]]:
+        """The envelope recipients of each message, in the order they arrived."""
+        return [fields[2].split(",") for fields in self.lines()]
 
     def links_by_recipient(self) -> dict[str, str]:
         return {fields[2]: fields[3] for fields in self.lines() if len(fields) > 4 and fields[3]}
@@ -514,9 +522,9 @@ async def embedded_stack(
 # --- data: the fixture registry, grown to any size --------------------------------------------------
 
 
-def registry_csv(count: int) -> bytes:
-    """`count` organisations made from the 88 of the fixture registry, each with a focal point and an
-    alternate (addresses made unique with a +n tag)."""
+def registry_csv(count: int, *, alternates: bool = True) -> bytes:
+    """`count` organisations made from the 88 of the fixture registry, each with a focal point, an
+    escalation contact and (unless told otherwise) an alternate; addresses made unique with a +n tag."""
     rows = list(csv.DictReader(io.StringIO(REGISTRY_CSV.read_text(encoding="utf-8"))))
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
@@ -531,55 +539,105 @@ def registry_csv(count: int) -> bytes:
         for column in ("focal_point_email", "alternate_email", "escalation_email"):
             local, _, domain = (row[column] or f"migration.alt@{row['key']}.gov.example").partition("@")
             row[column] = f"{local}+{copy}@{domain}" if copy else f"{local}@{domain}"
+        if not alternates:
+            row["alternate_email"] = ""
         writer.writerow(row)
     return out.getvalue().encode("utf-8")
 
 
 BENCH_ACTOR_ID = "bench"
+BENCH_PERIOD = timedelta(weeks=8)
+"""How far ahead a benchmark's round ends unless it says otherwise: longer than any procedure's minimum
+period, so the round is created as a coordinator would create it, and far enough that none of the
+procedure's reminders falls due while a benchmark runs (they are not what those benchmarks measure)."""
+
+
+def bench_actor() -> Actor:
+    from models.audit import Actor
+    from models.enums import ActorKind
+
+    return Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
+
+
+async def seed_registry(database_url: str, content: bytes) -> None:
+    """The stakeholder registry, imported from CSV through the services."""
+    from services import organisations as registry
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            await registry.import_csv(session, content=content, actor=bench_actor())
+    finally:
+        await db.dispose()
+
+
+async def seed_draft(database_url: str, *, title: str = "Migration strategy") -> int:
+    """The fixture draft as a document; the id of its version."""
+    from services import documents
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.write_session() as session:
+            document = await documents.create_document(
+                session, title=title, filename="draft.md", content=DRAFT_MD.read_bytes(), actor=bench_actor()
+            )
+        version_id = document.versions[0].id
+        assert version_id is not None
+        return version_id
+    finally:
+        await db.dispose()
+
+
+async def create_rounds(
+    database_url: str, rounds_: Sequence[Any], *, created_by: int | None = None
+) -> list[int]:
+    """Draft rounds (each a `RoundCreate`), created through the services; their ids. `created_by` (a user
+    id) is the coordinator told of escalations and of the close."""
+    from services import rounds
+    from services.db import Database
+
+    db = Database(database_url)
+    try:
+        ids = []
+        for data in rounds_:
+            async with db.write_session() as session:
+                created = await rounds.create_round(
+                    session, data=data, actor=bench_actor(), user_id=created_by
+                )
+            ids.append(created.id)
+        return ids
+    finally:
+        await db.dispose()
 
 
 async def seed_round(
     database_url: str,
     *,
     organisations: int,
-    deadline: datetime,
+    deadline: datetime | None = None,
     title: str = "Migration strategy",
     created_by: int | None = None,
 ) -> int:
-    """Registry, draft and a draft round consulting every organisation on every section; `created_by`
-    (a user id) is the coordinator who gets the round-closed notice."""
-    from models.audit import Actor
-    from models.enums import ActorKind
+    """Registry, draft and a draft round consulting every organisation on every section, ending
+    `BENCH_PERIOD` ahead unless told; `created_by` (a user id) is the coordinator who gets the round's
+    notices."""
     from models.rounds import RoundCreate
-    from services import documents, rounds
-    from services import organisations as registry
-    from services.db import Database
 
-    actor = Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID)
-    db = Database(database_url)
-    try:
-        async with db.write_session() as session:
-            await registry.import_csv(session, content=registry_csv(organisations), actor=actor)
-        async with db.write_session() as session:
-            document = await documents.create_document(
-                session, title=title, filename="draft.md", content=DRAFT_MD.read_bytes(), actor=actor
-            )
-        async with db.write_session() as session:
-            created = await rounds.create_round(
-                session,
-                data=RoundCreate(title=title, document_version_id=document.versions[0].id, deadline=deadline),
-                actor=actor,
-                user_id=created_by,
-            )
-        return created.id
-    finally:
-        await db.dispose()
+    await seed_registry(database_url, registry_csv(organisations))
+    version_id = await seed_draft(database_url, title=title)
+    data = RoundCreate(
+        title=title,
+        document_version_id=version_id,
+        deadline=deadline or datetime.now(UTC) + BENCH_PERIOD,
+    )
+    (round_id,) = await create_rounds(database_url, [data], created_by=created_by)
+    return round_id
 
 
 async def launch(database_url: str, *, round_id: int) -> None:
     """Launch the round through the services: its links and invitations are issued with it."""
-    from models.audit import Actor
-    from models.enums import ActorKind
     from services import rounds
     from services.db import Database
     from services.settings import Settings
@@ -590,7 +648,7 @@ async def launch(database_url: str, *, round_id: int) -> None:
             assert await rounds.launch(
                 session,
                 round_id=round_id,
-                actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
+                actor=bench_actor(),
                 settings=Settings(database_url=database_url, _env_file=None),  # type: ignore[call-arg]
             )
     finally:
@@ -598,9 +656,8 @@ async def launch(database_url: str, *, round_id: int) -> None:
 
 
 async def create_coordinator(database_url: str, email: str) -> int:
-    """A coordinator account (the round's creator is told when it closes); its user id."""
-    from models.audit import Actor
-    from models.enums import ActorKind, Role
+    """A coordinator account (the round's creator is told of escalations and the close); its user id."""
+    from models.enums import Role
     from models.users import UserCreate
     from services import users
     from services.db import Database
@@ -611,7 +668,7 @@ async def create_coordinator(database_url: str, email: str) -> int:
             user, _token = await users.create_user(
                 session,
                 data=UserCreate(email=email, role=Role.coordinator, full_name="Coordinator"),
-                actor=Actor(kind=ActorKind.system, id=BENCH_ACTOR_ID),
+                actor=bench_actor(),
             )
         assert user.id is not None
         return user.id

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,7 @@ NAIVE_SIZES = "100,1000"
 TARGET_SIZE = 1000
 
 
-# --- seeding and waiting, shared with bench/deadline_storm.py -----------------------------------------
+# --- ours and the naive design ------------------------------------------------------------------------
 
 
 async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
@@ -69,9 +68,7 @@ async def measure_ours(backend: str, organisations: int) -> dict[str, Any]:
     expected = 2 * organisations
     with workdir("launch") as directory:
         async with fresh_database(backend, directory) as url:
-            round_id = await seed_round(
-                url, organisations=organisations, deadline=datetime.now(UTC) + timedelta(days=14)
-            )
+            round_id = await seed_round(url, organisations=organisations)
             async with embedded_stack(directory, url, name="launch") as stack:
                 db = Database(url)
                 try:

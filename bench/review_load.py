@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +77,7 @@ def extra(parser: Any) -> None:
 
 async def prepare_round(url: str, organisations: int) -> tuple[int, list[str]]:
     """A round launched and opened through the services, as its scheduler does, and its tokens."""
-    round_id = await seed_round(
-        url, organisations=organisations, deadline=datetime.now(UTC) + timedelta(days=7)
-    )
+    round_id = await seed_round(url, organisations=organisations)
     await launch(url, round_id=round_id)
     return round_id, await issue_focal_point_tokens(url, round_id=round_id)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psutil
@@ -159,7 +158,6 @@ async def run_once(backend: str, organisations: int, report: Report) -> None:
             round_id = await seed_round(
                 database_url,
                 organisations=organisations,
-                deadline=datetime.now(UTC) + timedelta(days=7),
                 created_by=await create_coordinator(database_url, COORDINATOR),
             )
             seeding = time.perf_counter() - seeded
