@@ -204,7 +204,7 @@ async def send_reminders(session: AsyncSession, *, round_id: int, now: datetime,
     mails: list[Mail] = []
     for email, of_person in sorted(items.items()):
         of_person.sort(key=lambda item: (item.timing.task.deadline, item.timing.task.id))
-        mails.append(_digest(email, of_person, missing, now, settings))
+        mails.append(_digest(email, of_person, missing, now, settings, deciding_round=round_id))
     added = await outbox.enqueue_new(session, mails=mails)
     sent: dict[tuple[int, int], list[str]] = defaultdict(list)
     for mail, (_email, of_person) in zip(mails, sorted(items.items()), strict=True):
@@ -327,6 +327,8 @@ def _digest(
     missing: dict[int, list[dict[str, str]]],
     now: datetime,
     settings: Settings,
+    *,
+    deciding_round: int,
 ) -> Mail:
     first = items[0]
     language = Language(first.timing.organisation.language)
@@ -363,6 +365,7 @@ def _digest(
             "decided_at": now.isoformat(),
             "sender_name": sender_name(settings),
         },
-        round_id=first.timing.round.id,
+        # Delivered by the scheduler that decided it, at once: the rounds of its other tasks may be asleep.
+        round_id=deciding_round,
         task_id=first.timing.task.id if len(items) == 1 else None,
     )
