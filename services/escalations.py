@@ -26,7 +26,7 @@ from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import transactional
 from services.formatting import when_text
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.outbox import Mail
 from services.rounds import coordinator_email, get_round_row
 from services.settings import Settings
@@ -183,8 +183,7 @@ def _escalation(
         language=language,
         context={
             "round_title": round_.title,
-            "organisation_name": (organisation.name_sq if language == Language.sq else "")
-            or organisation.name_en,
+            "organisation_name": organisation_name(organisation, language),
             "deadline_text": when_text(task.deadline, timezone=timezone, language=language),
             "focal_point_name": organisation.focal_point_name,
             "focal_point_email": organisation.focal_point_email,

@@ -8,7 +8,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import Actor
-from models.enums import ExtensionRequestStatus, Language, MessageKind, RoundStatus, TaskStatus
+from models.enums import ExtensionRequestStatus, Language, MessageKind, RoundStatus
 from models.extensions import (
     ExtensionCreate,
     ExtensionGrant,
@@ -25,19 +25,12 @@ from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, InvalidInput, NotFound
 from services.formatting import parse_local_datetime, when_text
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.links import ClientInfo, resolve
 from services.outbox import Mail
 from services.rounds import coordinator_email, get_round_row
+from services.scheduling import OPEN_TASK_STATUSES
 from services.settings import Settings
-
-ASKABLE_STATUSES = (
-    TaskStatus.pending,
-    TaskStatus.invited,
-    TaskStatus.opened,
-    TaskStatus.commenting,
-    TaskStatus.overdue,
-)
 
 
 @transactional
@@ -65,7 +58,7 @@ async def ask(
     if repeated is not None and repeated.task_id == context.task.id:
         await session.rollback()
         return repeated
-    if context.round.status != RoundStatus.open or context.task.status not in ASKABLE_STATUSES:
+    if context.round.status != RoundStatus.open or context.task.status not in OPEN_TASK_STATUSES:
         raise Conflict(
             "Your organisation's task is settled; there is no deadline left to extend.", error="task_settled"
         )
@@ -270,8 +263,7 @@ async def refuse(
                     context={
                         "contact_name": link.name,
                         "round_title": round_.title,
-                        "organisation_name": (organisation.name_sq if language == Language.sq else "")
-                        or organisation.name_en,
+                        "organisation_name": organisation_name(organisation, language),
                         "deadline_text": when_text(
                             request.deadline_then, timezone=timezone, language=language
                         ),

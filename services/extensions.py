@@ -25,19 +25,12 @@ from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, InvalidInput
 from services.formatting import when_text
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.outbox import Mail
 from services.procedures import get_procedure
 from services.rounds import get_round_row
+from services.scheduling import OPEN_TASK_STATUSES
 from services.settings import Settings
-
-EXTENDABLE_STATUSES = (
-    TaskStatus.pending,
-    TaskStatus.invited,
-    TaskStatus.opened,
-    TaskStatus.commenting,
-    TaskStatus.overdue,
-)
 
 
 @transactional
@@ -76,12 +69,12 @@ async def extend_in(
         chosen = [by_key[key] for key in dict.fromkeys(data.organisation_keys)]
     else:
         chosen = list(rows)
-    settled = [organisation.key for task, organisation in chosen if task.status not in EXTENDABLE_STATUSES]
+    settled = [organisation.key for task, organisation in chosen if task.status not in OPEN_TASK_STATUSES]
     if data.organisation_keys is not None and settled:
         raise Conflict(
             "these organisations have settled their task; there is nothing to extend: " + ", ".join(settled)
         )
-    affected = [(task, organisation) for task, organisation in chosen if task.status in EXTENDABLE_STATUSES]
+    affected = [(task, organisation) for task, organisation in chosen if task.status in OPEN_TASK_STATUSES]
     earlier = [organisation.key for task, organisation in affected if data.deadline <= task.deadline]
     if earlier:
         raise InvalidInput(
@@ -177,8 +170,7 @@ def _notice(
         context={
             "contact_name": link.name,
             "round_title": round_.title,
-            "organisation_name": (organisation.name_sq if language == Language.sq else "")
-            or organisation.name_en,
+            "organisation_name": organisation_name(organisation, language),
             "previous_deadline_text": when_text(previous, timezone=timezone, language=language),
             "deadline_text": when_text(task.deadline, timezone=timezone, language=language),
             "reason": reason,

@@ -15,7 +15,7 @@ from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict
 from services.formatting import when_text
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.links import ClientInfo, ensure_writable, resolve
 from services.outbox import Mail
 from services.settings import Settings
@@ -86,8 +86,7 @@ async def hand_over(
                     "from_email": context.link.email,
                     "note": data.note or "",
                     "round_title": context.round.title,
-                    "organisation_name": (organisation.name_sq if language == Language.sq else "")
-                    or organisation.name_en,
+                    "organisation_name": organisation_name(organisation, language),
                     "deadline_text": when_text(context.task.deadline, timezone=timezone, language=language),
                     "sender_name": sender_name(settings),
                 },

@@ -114,6 +114,11 @@ def _local_name(language: str, name_en: str, name_sq: str) -> str:
     return (name_sq if language == Language.sq else "") or name_en
 
 
+def organisation_name(organisation: Organisation, language: Language | str) -> str:
+    """The organisation's name as an email in `language` calls it (the English one when it has no other)."""
+    return _local_name(language, organisation.name_en, organisation.name_sq)
+
+
 async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact]:
     # Plain rows, not ORM objects: a national round issues thousands at once.
     connection = await session.connection()

@@ -37,7 +37,7 @@ from services.audit.trail import NewEvent
 from services.db import transactional
 from services.formatting import when_text
 from services.hashing import sha256_hex
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.outbox import Mail
 from services.settings import Settings
 
@@ -342,8 +342,7 @@ def _digest(
             {
                 "link_id": item.link.id,
                 "round_title": timing.round.title,
-                "organisation_name": (organisation.name_sq if language == Language.sq else "")
-                or organisation.name_en,
+                "organisation_name": organisation_name(organisation, language),
                 "deadline_text": when_text(timing.task.deadline, timezone=timing.timezone, language=language),
                 "working_days_left": working_days.working_days_left(
                     timing.round.jurisdiction, now, timing.task.deadline, timing.timezone

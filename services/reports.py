@@ -13,9 +13,8 @@ from models.enums import CloseReason, RoundStatus, TaskStatus
 from models.organisations import Organisation
 from models.reviews import SignOff, SignOffRead
 from models.rounds import ReviewTask
-from models.users import User
 from services.errors import Conflict
-from services.rounds import get_round, get_round_row
+from services.rounds import coordinator_email, get_round, get_round_row
 
 
 @dataclass
@@ -41,7 +40,7 @@ async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosu
     if round_.status != RoundStatus.closed or round_.closed_at is None or round_.close_reason is None:
         raise Conflict(f"round {round_id} is not closed")
     detail = await get_round(session, round_id=round_id)
-    coordinator = await session.get(User, round_.created_by_id) if round_.created_by_id else None
+    coordinator = await coordinator_email(session, round_)
     decisions = Counter(str(task.decision) for task in detail.tasks if task.decision is not None)
     return RoundClosure(
         round_id=round_id,
@@ -60,7 +59,7 @@ async def closure_summary(session: AsyncSession, *, round_id: int) -> RoundClosu
             task.organisation_name for task in detail.tasks if task.status == TaskStatus.no_response
         ],
         objections=[task.organisation_name for task in detail.tasks if task.decision == "object"],
-        coordinator_email=coordinator.email if coordinator else None,
+        coordinator_email=coordinator,
         close_note=round_.close_note,
         timezone=round_.timezone,
         silence_means=str(round_.silence_means),

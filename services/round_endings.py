@@ -18,7 +18,7 @@ from services import outbox, scheduling
 from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict
-from services.invitations import invitation_key, sender_name
+from services.invitations import invitation_key, organisation_name, sender_name
 from services.outbox import Mail
 from services.rounds import get_round, get_round_row
 from services.settings import Settings
@@ -89,8 +89,7 @@ async def cancel_round(
             context={
                 "contact_name": link.name,
                 "round_title": round_.title,
-                "organisation_name": (organisation.name_sq if organisation.language == Language.sq else "")
-                or organisation.name_en,
+                "organisation_name": organisation_name(organisation, organisation.language),
                 "reason": reason,
                 "sender_name": sender_name(settings),
             },

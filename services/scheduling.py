@@ -40,7 +40,9 @@ FINAL_STATUSES = (
 
 
 # Named rather than "not final" so the (round_id, status) index answers the question directly.
-UNSETTLED_STATUSES = tuple(str(status) for status in TaskStatus if status not in FINAL_STATUSES)
+OPEN_TASK_STATUSES = tuple(status for status in TaskStatus if status not in FINAL_STATUSES)
+"""A task in one of these still owes a sign-off: it can be reminded, extended, withdrawn, asked about."""
+UNSETTLED_STATUSES = tuple(str(status) for status in OPEN_TASK_STATUSES)
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,11 @@ from services import invitations, links, outbox, tasks
 from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, InvalidInput, NotFound
-from services.invitations import sender_name
+from services.invitations import organisation_name, sender_name
 from services.outbox import Mail
 from services.rounds import get_round_row
-from services.scheduling import FINAL_STATUSES
+from services.scheduling import OPEN_TASK_STATUSES
 from services.settings import Settings
-
-OPEN_STATUSES = tuple(status for status in TaskStatus if status not in FINAL_STATUSES)
 
 
 async def _open_round(session: AsyncSession, round_id: int) -> Round:
@@ -127,7 +125,7 @@ async def withdraw_organisation(
     yet sent to it is not sent, and whoever was invited is told why."""
     round_ = await _open_round(session, round_id)
     task, organisation = await _task_of(session, round_id, key)
-    if task.status not in OPEN_STATUSES:
+    if task.status not in OPEN_TASK_STATUSES:
         raise Conflict(f"{key} has settled its task ({task.status}); there is nothing to withdraw")
     now = utcnow()
     working = await _working_links(session, task)
@@ -174,8 +172,7 @@ async def withdraw_organisation(
                 context={
                     "contact_name": link.name,
                     "round_title": round_.title,
-                    "organisation_name": (organisation.name_sq if language == Language.sq else "")
-                    or organisation.name_en,
+                    "organisation_name": organisation_name(organisation, language),
                     "reason": reason,
                     "sender_name": sender_name(settings),
                 },
@@ -231,7 +228,7 @@ async def resend_links(
     (the earlier ones keep working). Asked twice within a minute, it sends once."""
     round_ = await _open_round(session, round_id)
     task, _organisation = await _task_of(session, round_id, key)
-    if task.status not in OPEN_STATUSES:
+    if task.status not in OPEN_TASK_STATUSES:
         raise Conflict(f"{key} has settled its task ({task.status}); its links no longer take anything")
     minute = utcnow().strftime("%Y%m%dT%H%M")
     working = await _invite_again(
@@ -261,7 +258,7 @@ async def replace_contact(
     (it stays on record, revoked), the new one gets a link of their own and an invitation."""
     round_ = await _open_round(session, round_id)
     task, _organisation = await _task_of(session, round_id, key)
-    if task.status not in OPEN_STATUSES:
+    if task.status not in OPEN_TASK_STATUSES:
         raise Conflict(f"{key} has settled its task ({task.status}); its contacts cannot change any more")
     now = utcnow()
     current = [link for link in await _working_links(session, task) if link.role == data.role]
