@@ -29,14 +29,12 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from jinja2 import TemplateError
-from sqlalchemy import Table, bindparam, delete, insert, or_, update
+from sqlalchemy import bindparam, delete, insert, or_, update
 from sqlalchemy.orm import Session
 
 from models.audit import SYSTEM_ACTOR
 from models.enums import Language, MessageKind, OutboxStatus, RoundStatus, TaskStatus
-from models.outbox import OutboxMessage
-from models.reviews import AccessLink, LinkToken
-from models.rounds import ReviewTask, Round
+from models.tables import ACCESS_LINKS, LINK_TOKENS, OUTBOX, REVIEW_TASKS, ROUNDS
 from models.types import utcnow
 from notifications.message import MESSAGE_ID_DOMAIN, OutgoingEmail, message_id_for
 from notifications.rendering import render_email
@@ -51,11 +49,6 @@ from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
-LINK_TOKENS: Table = LinkToken.__table__  # type: ignore[attr-defined]
-ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
-REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
-ROUNDS: Table = Round.__table__  # type: ignore[attr-defined]
 CHUNK = 50
 """Messages rendered and handed to the sender at a time: enough to keep every connection busy."""
 GATHER_SECONDS = 0.02
@@ -186,6 +179,29 @@ async def deliver_due(
     finally:
         await asyncio.shield(_wind_up(sending, recorder, leases))
     return outcome
+
+
+async def deliver_while_due(
+    db: Database,
+    sender: EmailSender,
+    settings: Settings,
+    *,
+    round_id: int | None,
+    limit: int,
+    for_seconds: float,
+) -> tuple[DeliveryOutcome, bool]:
+    """Batches of up to `limit`, one after another while more is due, starting none after `for_seconds`:
+    a storm's email goes out without a trip through the scheduler between batches (behind every other
+    round's turn when many rounds woke at once). The sum of the batches, and whether more may be due."""
+    total = DeliveryOutcome()
+    stop_at = time.monotonic() + for_seconds
+    while True:
+        outcome = await deliver_due(db, sender, settings, round_id=round_id, limit=limit)
+        total.add(outcome)
+        total.claimed += outcome.claimed
+        more = outcome.more_may_be_due(limit)
+        if not more or time.monotonic() >= stop_at:
+            return total, more
 
 
 def _spawn(coroutine: Any) -> asyncio.Task[Any]:

@@ -14,7 +14,7 @@ from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Table, and_, bindparam, insert
+from sqlalchemy import and_, bindparam, insert
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -24,7 +24,8 @@ from models.enums import ContactRole, Language, MessageKind, OutboxStatus
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink
-from models.rounds import ReviewTask, Round
+from models.rounds import Round
+from models.tables import ACCESS_LINKS, ORGANISATIONS, OUTBOX, REVIEW_TASKS
 from models.types import utcnow
 from services import links, outbox
 from services.audit import trail
@@ -32,11 +33,6 @@ from services.audit.trail import NewEvent
 from services.formatting import when_text
 from services.outbox import Mail
 from services.settings import Settings
-
-ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
-REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
-ORGANISATIONS: Table = Organisation.__table__  # type: ignore[attr-defined]
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -110,13 +106,13 @@ _TASKS_WITHOUT_LINKS = (
 )
 
 
-def _local_name(language: str, name_en: str, name_sq: str) -> str:
+def local_name(language: str, name_en: str, name_sq: str) -> str:
     return (name_sq if language == Language.sq else "") or name_en
 
 
 def organisation_name(organisation: Organisation, language: Language | str) -> str:
     """The organisation's name as an email in `language` calls it (the English one when it has no other)."""
-    return _local_name(language, organisation.name_en, organisation.name_sq)
+    return local_name(language, organisation.name_en, organisation.name_sq)
 
 
 async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact]:
@@ -159,7 +155,7 @@ async def _issue_links(session: AsyncSession, *, round_id: int) -> list[_Contact
                 email=str(link["email"]),
                 name=str(link["name"]),
                 section_ids=section_ids,
-                organisation_name=_local_name(language, name_en, name_sq),
+                organisation_name=local_name(language, name_en, name_sq),
                 language=Language(language),
                 timezone=timezone,
                 deadline=deadline,
@@ -231,7 +227,7 @@ def _contact(row: Any) -> _Contact:
         email=email,
         name=name,
         section_ids=section_ids,
-        organisation_name=_local_name(language, name_en, name_sq),
+        organisation_name=local_name(language, name_en, name_sq),
         language=Language(language),
         timezone=timezone,
         deadline=deadline,

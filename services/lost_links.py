@@ -23,14 +23,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Table, bindparam, func
+from sqlalchemy import bindparam, func
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import Actor
 from models.enums import ActorKind, ContactRole, Language, MessageKind, RoundStatus
-from models.organisations import Organisation
-from models.reviews import AccessLink
-from models.rounds import ReviewTask, Round
+from models.tables import ACCESS_LINKS, ORGANISATIONS, REVIEW_TASKS, ROUNDS
 from models.types import utcnow
 from services import outbox, throttle
 from services.audit import trail
@@ -50,10 +48,6 @@ PER_CLIENT = Limit("lost_link.ip", allowed=5, window=timedelta(minutes=15))
 PER_ADDRESS = Limit("lost_link.email", allowed=3, window=timedelta(hours=1))
 MESSAGE_WINDOW = timedelta(minutes=15)
 """Requests for one address within one such window send one message."""
-ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
-REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
-ROUNDS: Table = Round.__table__  # type: ignore[attr-defined]
-ORGANISATIONS: Table = Organisation.__table__  # type: ignore[attr-defined]
 ACTOR = Actor(kind=ActorKind.system, id="lost-link-page")
 THROTTLED = "Too many requests from your network. Try again in {wait}; nothing was sent."
 

@@ -14,24 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, or_
+from sqlalchemy import or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import Language, MessageKind, OutboxStatus
 from models.outbox import OutboxMessage, OutboxMessageRead
-from models.reviews import AccessLink, LinkToken
-from models.rounds import ReviewTask, Round
+from models.tables import OUTBOX
 from models.types import utcnow
 
 log = logging.getLogger(__name__)
 
-OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
-LINK_TOKENS: Table = LinkToken.__table__  # type: ignore[attr-defined]
-ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
-REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
-ROUNDS: Table = Round.__table__  # type: ignore[attr-defined]
 CHUNK = 50
 """Messages rendered and handed to the sender at a time: enough to keep every connection busy."""
 GATHER_SECONDS = 0.02
@@ -71,26 +65,18 @@ async def enqueue(session: AsyncSession, *, mails: Sequence[Mail]) -> None:
     await session.exec(dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"]), params=rows)
 
 
-ROWS_PER_RETURNING_INSERT = 200
-"""Rows per multi-row INSERT ... RETURNING (SQLite caps the parameters of one statement)."""
-
-
 async def enqueue_new(session: AsyncSession, *, mails: Sequence[Mail]) -> set[str]:
     """As `enqueue`, and says which keys this call added: a key another decision (in a transaction that
     committed first) already holds is not among them."""
-    added: set[str] = set()
+    if not mails:
+        return set()
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
-    for start in range(0, len(mails), ROWS_PER_RETURNING_INSERT):
-        rows = [_row(mail, now) for mail in mails[start : start + ROWS_PER_RETURNING_INSERT]]
-        statement = (
-            dialect.insert(OUTBOX)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(OUTBOX.c.key)
-        )
-        added.update((await session.exec(statement)).scalars())
-    return added
+    # Many rows and RETURNING in one executemany: SQLAlchemy batches them into multi-row statements
+    # ("insertmanyvalues") of a size the database takes, compiled once.
+    statement = dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"]).returning(OUTBOX.c.key)
+    result = await session.exec(statement, params=[_row(mail, now) for mail in mails])
+    return set(result.scalars())
 
 
 def _row(mail: Mail, now: datetime) -> dict[str, Any]:
@@ -142,23 +128,14 @@ async def plan(session: AsyncSession, *, round_id: int | None) -> MailPlan:
     scope = _Scope(round_id).condition()
     pending = OutboxMessage.status == OutboxStatus.pending
     unclaimed = or_(col(OutboxMessage.claimed_until).is_(None), col(OutboxMessage.claimed_until) < now)
-    due = (
+    # One statement: every scheduler asks this on every turn.
+    due, later, lease_ends = (
         await session.exec(
-            select(func.count()).where(scope, pending, col(OutboxMessage.due_at) <= now, unclaimed)
-        )
-    ).one()
-    later = (
-        await session.exec(
-            select(func.min(OutboxMessage.due_at)).where(
-                scope, pending, col(OutboxMessage.due_at) > now, unclaimed
-            )
-        )
-    ).one()
-    lease_ends = (
-        await session.exec(
-            select(func.min(OutboxMessage.claimed_until)).where(
-                scope, pending, col(OutboxMessage.claimed_until) >= now
-            )
+            select(
+                func.count().filter(col(OutboxMessage.due_at) <= now, unclaimed),
+                func.min(OutboxMessage.due_at).filter(col(OutboxMessage.due_at) > now, unclaimed),
+                func.min(OutboxMessage.claimed_until).filter(col(OutboxMessage.claimed_until) >= now),
+            ).where(scope, pending)
         )
     ).one()
     moments = [moment for moment in (later, lease_ends) if moment is not None]

@@ -5,12 +5,13 @@ organisation's time zone, else the round's), its contacts are reminded. A remind
 at its time (the worker was down) still goes out later that day, until `REMINDERS_UNTIL`; a day missed
 altogether is skipped, and of several reminders due at once only the nearest the deadline goes.
 
-What decides is `send_reminders`, run by a round's scheduler at a reminder's time. It gathers, for every
-person one of the round's reminders is for, every reminder of theirs due now in any open round, and puts
-one message in the outbox keyed by the person and their local day: two rounds deciding at the same
-moment cannot both send it (the key is unique, and the loser finds the winner's record of each task). A
-row of `task_reminders` per task, deadline and offset says it was decided, so a retried activity, a
-restarted worker or a second scheduler adds nothing, and a new deadline starts afresh.
+What decides is `send_reminders`, run by a round's scheduler at a reminder's time. When one of the round's
+reminders is due, it decides every reminder due now in every open round, one message per person keyed by
+the person and their local day, in one transaction; decisions take turns (one SQLite writer, an advisory
+lock on PostgreSQL). So two rounds' schedulers cannot both send a person their digest: the one that comes
+second finds the first's record of each task and adds nothing. A row of `task_reminders` per task,
+deadline and offset says it was decided, so a retried activity, a restarted worker or a second scheduler
+adds nothing, and a new deadline starts afresh.
 """
 
 from __future__ import annotations
@@ -20,30 +21,39 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+import sqlalchemy as sa
+from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.audit import SYSTEM_ACTOR
-from models.documents import Section
 from models.enums import CommentStatus, Language, MessageKind, ReminderStatus, RoundStatus, TaskStatus
-from models.organisations import Organisation
-from models.reviews import AccessLink, Comment
-from models.rounds import REMINDERS_UNTIL, ReminderPolicy, ReviewTask, Round, TaskReminder
+from models.rounds import REMINDERS_UNTIL, ReminderPolicy, Round
+from models.tables import (
+    ACCESS_LINKS,
+    COMMENTS,
+    ORGANISATIONS,
+    REVIEW_TASKS,
+    ROUNDS,
+    SECTIONS,
+    TASK_REMINDERS,
+)
 from services import outbox, working_days
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import transactional
 from services.formatting import when_text
 from services.hashing import sha256_hex
-from services.invitations import organisation_name, sender_name
+from services.invitations import local_name, sender_name
 from services.outbox import Mail
 from services.settings import Settings
 
-TASK_REMINDERS: Table = TaskReminder.__table__  # type: ignore[attr-defined]
 REMINDED_STATUSES = (TaskStatus.invited, TaskStatus.opened, TaskStatus.commenting)
 """Tasks whose contacts have their invitation and owe a sign-off."""
+DECISION_LOCK = 0x52454D494E44  # PostgreSQL advisory lock key: "REMIND"
+IDS_PER_STATEMENT = 500
+"""Task ids per IN list (SQLite caps the parameters of one statement)."""
 
 
 @dataclass(frozen=True)
@@ -70,17 +80,35 @@ def moments_of(
     return sorted(found, key=lambda moment: moment.due_at)
 
 
+@dataclass(frozen=True)
+class _RoundTerms:
+    """What a round's reminders need of it, read once per round."""
+
+    id: int
+    title: str
+    timezone: str
+    jurisdiction: str
+    policy: ReminderPolicy
+
+
 @dataclass
 class _TaskTiming:
-    task: ReviewTask
-    round: Round
-    organisation: Organisation
+    """A task owing a sign-off, as plain values (a decision reads thousands), and its reminders."""
+
+    task_id: int
+    round: _RoundTerms
+    deadline: datetime
+    organisation_key: str
+    organisation_name_en: str
+    organisation_name_sq: str
+    organisation_language: str
+    organisation_timezone: str | None
     moments: list[Moment]
     decided: set[int] = field(default_factory=set)
 
     @property
     def timezone(self) -> str:
-        return self.organisation.timezone or self.round.timezone
+        return self.organisation_timezone or self.round.timezone
 
     def _open_moments(self) -> list[Moment]:
         """Not yet decided, and not overtaken by a later reminder already decided."""
@@ -107,39 +135,131 @@ class _TaskTiming:
         return min(upcoming, default=None)
 
 
-async def _timings(session: AsyncSession, *, condition: Any) -> list[_TaskTiming]:
-    rows = (
-        await session.exec(
-            select(ReviewTask, Round, Organisation)
-            .join(Round, col(Round.id) == ReviewTask.round_id)
-            .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
-            .where(
-                Round.status == RoundStatus.open,
-                col(ReviewTask.status).in_([str(status) for status in REMINDED_STATUSES]),
-                condition,
-            )
-            .order_by(col(ReviewTask.id))
+class _Scope:
+    """Which owing tasks a statement covers: those of one round, or those of every open round whose
+    deadline is still ahead (a reminder is always before its deadline). Statements are built once."""
+
+    def __init__(self, condition: Any) -> None:
+        owing = sa.and_(
+            ROUNDS.c.status == RoundStatus.open,
+            REVIEW_TASKS.c.status.in_([str(status) for status in REMINDED_STATUSES]),
+            condition,
         )
-    ).all()
+        tasks_of_open_rounds = REVIEW_TASKS.join(ROUNDS, ROUNDS.c.id == REVIEW_TASKS.c.round_id)
+        self.tasks = (
+            sa.select(
+                REVIEW_TASKS.c.id,
+                REVIEW_TASKS.c.deadline,
+                ORGANISATIONS.c.key,
+                ORGANISATIONS.c.name_en,
+                ORGANISATIONS.c.name_sq,
+                ORGANISATIONS.c.language,
+                ORGANISATIONS.c.timezone,
+                REVIEW_TASKS.c.round_id,
+            )
+            .select_from(
+                tasks_of_open_rounds.join(ORGANISATIONS, ORGANISATIONS.c.id == REVIEW_TASKS.c.organisation_id)
+            )
+            .where(owing)
+            .order_by(REVIEW_TASKS.c.id)
+        )
+        self.decided = (
+            sa.select(TASK_REMINDERS.c.task_id, TASK_REMINDERS.c.working_days_before)
+            .select_from(
+                tasks_of_open_rounds.join(TASK_REMINDERS, TASK_REMINDERS.c.task_id == REVIEW_TASKS.c.id)
+            )
+            .where(owing, TASK_REMINDERS.c.deadline == REVIEW_TASKS.c.deadline)
+        )
+        self.links = (
+            sa.select(ACCESS_LINKS.c.id, ACCESS_LINKS.c.task_id, ACCESS_LINKS.c.email, ACCESS_LINKS.c.name)
+            .select_from(tasks_of_open_rounds.join(ACCESS_LINKS, ACCESS_LINKS.c.task_id == REVIEW_TASKS.c.id))
+            .where(owing, ACCESS_LINKS.c.revoked_at.is_(None))
+            .order_by(ACCESS_LINKS.c.id)
+        )
+
+
+_OF_ROUND = _Scope(REVIEW_TASKS.c.round_id == sa.bindparam("round_id"))
+_ALL_AHEAD = _Scope(REVIEW_TASKS.c.deadline > sa.bindparam("now"))
+_ROUND_TERMS = sa.select(
+    ROUNDS.c.id, ROUNDS.c.title, ROUNDS.c.timezone, ROUNDS.c.jurisdiction, ROUNDS.c.reminder_policy
+).where(ROUNDS.c.id.in_(sa.bindparam("round_ids", expanding=True)))
+_SECTIONS_OF_TASKS = sa.select(REVIEW_TASKS.c.id, REVIEW_TASKS.c.section_ids).where(
+    REVIEW_TASKS.c.id.in_(sa.bindparam("task_ids", expanding=True))
+)
+_COMMENTED_SECTIONS = sa.select(COMMENTS.c.task_id, COMMENTS.c.section_id).where(
+    COMMENTS.c.task_id.in_(sa.bindparam("task_ids", expanding=True)),
+    COMMENTS.c.status == CommentStatus.active,
+)
+_SECTIONS = sa.select(SECTIONS.c.id, SECTIONS.c.number, SECTIONS.c.heading).where(
+    SECTIONS.c.id.in_(sa.bindparam("section_ids", expanding=True))
+)
+
+
+def _chunks(ids: set[int]) -> list[list[int]]:
+    ordered = sorted(ids)
+    return [ordered[start : start + IDS_PER_STATEMENT] for start in range(0, len(ordered), IDS_PER_STATEMENT)]
+
+
+async def _rows(session: AsyncSession, statement: Any, params: dict[str, Any]) -> list[Any]:
+    # Plain rows on the session's connection: a decision reads thousands, the ORM's bookkeeping is waste.
+    connection = await session.connection()
+    return list((await connection.execute(statement, params)).all())
+
+
+async def _round_terms(session: AsyncSession, *, round_ids: set[int]) -> dict[int, _RoundTerms]:
+    terms = {}
+    for chunk in _chunks(round_ids):
+        for round_id, title, timezone, jurisdiction, policy in await _rows(
+            session, _ROUND_TERMS, {"round_ids": chunk}
+        ):
+            terms[round_id] = _RoundTerms(
+                round_id, title, timezone, jurisdiction, ReminderPolicy.model_validate(policy or {})
+            )
+    return terms
+
+
+async def _timings(
+    session: AsyncSession,
+    *,
+    scope: _Scope,
+    params: dict[str, Any],
+    terms: dict[int, _RoundTerms] | None = None,
+) -> list[_TaskTiming]:
+    """`terms`: of the rounds concerned, when the caller has them."""
+    found = await _rows(session, scope.tasks, params)
+    if terms is None:
+        terms = await _round_terms(session, round_ids={row[-1] for row in found})
+    # A decision covers thousands of tasks sharing a few deadlines, zones and policies.
+    moments_for: dict[tuple[Any, ...], list[Moment]] = {}
     timings = []
-    for task, round_, organisation in rows:
-        policy = round_.reminders()
-        timezone = organisation.timezone or round_.timezone
-        moments = moments_of(
-            deadline=task.deadline, policy=policy, jurisdiction=round_.jurisdiction, timezone=timezone
-        )
-        if moments:
-            timings.append(_TaskTiming(task, round_, organisation, moments))
-    if timings:
-        decided = await session.exec(
-            select(TaskReminder.task_id, TaskReminder.deadline, TaskReminder.working_days_before).where(
-                col(TaskReminder.task_id).in_([timing.task.id for timing in timings])
+    for task_id, deadline, key, name_en, name_sq, language, organisation_timezone, round_id in found:
+        round_ = terms[round_id]
+        timezone = organisation_timezone or round_.timezone
+        moments_key = (deadline, round_id, timezone)
+        moments = moments_for.get(moments_key)
+        if moments is None:
+            moments = moments_for[moments_key] = moments_of(
+                deadline=deadline, policy=round_.policy, jurisdiction=round_.jurisdiction, timezone=timezone
             )
-        )
-        by_task = {timing.task.id: timing for timing in timings}
-        for task_id, deadline, offset in decided:
-            timing = by_task[task_id]
-            if deadline == timing.task.deadline:
+        if moments:
+            timings.append(
+                _TaskTiming(
+                    task_id,
+                    round_,
+                    deadline,
+                    key,
+                    name_en,
+                    name_sq,
+                    str(language),
+                    organisation_timezone,
+                    moments,
+                )
+            )
+    if timings:
+        by_task = {timing.task_id: timing for timing in timings}
+        for task_id, offset in await _rows(session, scope.decided, params):
+            timing = by_task.get(task_id)
+            if timing is not None:
                 timing.decided.add(offset)
     return timings
 
@@ -152,72 +272,78 @@ class ReminderPlan:
     """When the next one becomes due (the scheduler's clock)."""
 
 
-async def plan(session: AsyncSession, *, round_id: int, now: datetime) -> ReminderPlan:
-    timings = await _timings(session, condition=col(ReviewTask.round_id) == round_id)
+async def plan(session: AsyncSession, *, round_: Round, now: datetime) -> ReminderPlan:
+    assert round_.id is not None
+    terms = {
+        round_.id: _RoundTerms(
+            round_.id, round_.title, round_.timezone, round_.jurisdiction, round_.reminders()
+        )
+    }
+    timings = await _timings(session, scope=_OF_ROUND, params={"round_id": round_.id}, terms=terms)
     due = sum(1 for timing in timings if timing.due(now)[0] is not None)
     upcoming = [moment for timing in timings if (moment := timing.next_at(now)) is not None]
     return ReminderPlan(due=due, next_at=min(upcoming, default=None))
+
+
+@dataclass(frozen=True)
+class _Link:
+    id: str
+    task_id: int
+    email: str
+    name: str
 
 
 @dataclass
 class _Item:
     timing: _TaskTiming
     moment: Moment
-    link: AccessLink
+    link: _Link
 
 
 @transactional
 async def send_reminders(session: AsyncSession, *, round_id: int, now: datetime, settings: Settings) -> int:
-    """Decide the reminders due now for the round's tasks: one message per person and local day, listing
-    every task of theirs (in any open round) with a reminder due now. Returns the messages added."""
-    own = await _timings(session, condition=col(ReviewTask.round_id) == round_id)
-    timings = {timing.task.id or 0: timing for timing in own}
-    people: set[str] = set()
-    # Everyone a due task is for, and every task of theirs due now, until nothing new turns up: each
-    # person's one message of the day is decided here, whole, with all its tasks.
-    newly_due = {task_id for task_id, timing in timings.items() if timing.due(now)[0] is not None}
-    while newly_due:
-        contacts = await _working_links(session, col(AccessLink.task_id).in_(sorted(newly_due)))
-        new_people = {link.email for link in contacts} - people
-        people |= new_people
-        if not new_people:
-            break
-        held = await _working_links(session, col(AccessLink.email).in_(sorted(new_people)))
-        unseen = sorted({link.task_id for link in held} - set(timings))
-        found = await _timings(session, condition=col(ReviewTask.id).in_(unseen)) if unseen else []
-        timings.update((timing.task.id or 0, timing) for timing in found)
-        newly_due = {timing.task.id or 0 for timing in found if timing.due(now)[0] is not None}
-    overtaken = [(timing, passed) for timing in timings.values() if (passed := timing.due(now)[1])]
-    if not people:
-        await _insert_decided(
-            session, [_decided(t, m, ReminderStatus.skipped, now, []) for t, ms in overtaken for m in ms]
-        )
-        await session.commit()
-        return 0
+    """Decide the reminders due now: one message per person and local day, listing every task of theirs
+    (in any open round) with a reminder due now. Returns the messages added.
+
+    The round's scheduler calls it at a reminder's time. If anything of the round is due, every reminder
+    due now in every open round is decided here, in one transaction: the schedulers of other rounds due at
+    the same moment (a person's digest spans their rounds) then find theirs decided and add nothing. One
+    decision at a time: SQLite has one writer, and on PostgreSQL an advisory lock makes the others wait
+    for this one and then see what it decided."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.exec(select(func.pg_advisory_xact_lock(DECISION_LOCK)))
+    own = await _timings(session, scope=_OF_ROUND, params={"round_id": round_id})
+    if any(timing.due(now)[0] is not None for timing in own):
+        timings = await _timings(session, scope=_ALL_AHEAD, params={"now": now})
+    else:
+        timings = own
+    due = {timing.task_id: (timing, moment) for timing in timings if (moment := timing.due(now)[0])}
+    overtaken = [
+        _decided(timing, moment, ReminderStatus.skipped, now, [])
+        for timing in timings
+        for moment in timing.due(now)[1]
+    ]
     items: dict[str, list[_Item]] = defaultdict(list)
-    for link in await _working_links(session, col(AccessLink.email).in_(sorted(people))):
-        timing = timings.get(link.task_id)
-        moment = timing.due(now)[0] if timing is not None else None
-        if timing is not None and moment is not None:
-            items[link.email].append(_Item(timing, moment, link))
-    missing = await _missing_sections(session, list(timings.values()))
-    mails: list[Mail] = []
-    for email, of_person in sorted(items.items()):
-        of_person.sort(key=lambda item: (item.timing.task.deadline, item.timing.task.id))
-        mails.append(_digest(email, of_person, missing, now, settings, deciding_round=round_id))
+    if due:
+        for link_id, task_id, email, name in await _rows(session, _ALL_AHEAD.links, {"now": now}):
+            if task_id in due:
+                link = _Link(link_id, task_id, email, name)
+                timing, moment = due[task_id]
+                items[email].append(_Item(timing, moment, link))
+    missing = await _missing_sections(session, [timing for timing, _moment in due.values()])
+    people = sorted(items.items())
+    digests = _Digests(now, settings, missing, deciding_round=round_id)
+    mails = [digests.of(email, of_person) for email, of_person in people]
     added = await outbox.enqueue_new(session, mails=mails)
-    sent: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for mail, (_email, of_person) in zip(mails, sorted(items.items()), strict=True):
+    sent: dict[int, list[str]] = defaultdict(list)
+    for mail, (_email, of_person) in zip(mails, people, strict=True):
         if mail.key in added:
             for item in of_person:
-                sent[item.timing.task.id or 0, item.moment.working_days_before].append(mail.key)
-    decided_rows = []
+                sent[item.timing.task_id].append(mail.key)
+    decided_rows = list(overtaken)
     events = []
-    for timing in timings.values():
-        moment, _passed = timing.due(now)
-        if moment is None:
-            continue
-        keys = sent.get((timing.task.id or 0, moment.working_days_before), [])
+    for task_id, (timing, moment) in due.items():
+        keys = sent.get(task_id, [])
         decided_rows.append(
             _decided(timing, moment, ReminderStatus.sent if keys else ReminderStatus.skipped, now, keys)
         )
@@ -227,21 +353,16 @@ async def send_reminders(session: AsyncSession, *, round_id: int, now: datetime,
                     action="task.reminded",
                     actor=SYSTEM_ACTOR,
                     round_id=timing.round.id,
-                    task_id=timing.task.id,
+                    task_id=task_id,
                     data={
-                        "organisation": timing.organisation.key,
-                        "deadline": timing.task.deadline.isoformat(),
+                        "organisation": timing.organisation_key,
+                        "deadline": timing.deadline.isoformat(),
                         "working_days_before": moment.working_days_before,
                         "due_at": moment.due_at.isoformat(),
                         "messages": keys,
                     },
                 )
             )
-    decided_rows += [
-        _decided(timing, moment, ReminderStatus.skipped, now, [])
-        for timing, passed in overtaken
-        for moment in passed
-    ]
     await _insert_decided(session, decided_rows)
     await trail.append_many(session, events=events)
     await session.commit()
@@ -252,27 +373,15 @@ def _decided(
     timing: _TaskTiming, moment: Moment, status: ReminderStatus, now: datetime, keys: list[str]
 ) -> dict[str, Any]:
     return {
-        "task_id": timing.task.id,
+        "task_id": timing.task_id,
         "round_id": timing.round.id,
-        "deadline": timing.task.deadline,
+        "deadline": timing.deadline,
         "working_days_before": moment.working_days_before,
         "due_at": moment.due_at,
         "status": status,
         "decided_at": now,
         "outbox_keys": keys,
     }
-
-
-async def _working_links(session: AsyncSession, condition: Any) -> list[AccessLink]:
-    return list(
-        (
-            await session.exec(
-                select(AccessLink)
-                .where(condition, col(AccessLink.revoked_at).is_(None))
-                .order_by(col(AccessLink.id))
-            )
-        ).all()
-    )
 
 
 async def _insert_decided(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -285,35 +394,35 @@ async def _insert_decided(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     await session.exec(statement, params=rows)
 
 
-async def _missing_sections(
-    session: AsyncSession, timings: list[_TaskTiming]
-) -> dict[int, list[dict[str, str]]]:
-    """Per task, its assigned sections that have no comment of the organisation yet."""
-    task_ids = [timing.task.id for timing in timings]
+async def _missing_sections(session: AsyncSession, timings: list[_TaskTiming]) -> dict[int, _Sections]:
+    """Per task, its assigned sections, and those that have no comment of the organisation yet."""
+    assigned: dict[int, list[int]] = {}
     commented: dict[int, set[int]] = defaultdict(set)
-    for task_id, section_id in await session.exec(
-        select(Comment.task_id, Comment.section_id).where(
-            col(Comment.task_id).in_(task_ids), Comment.status == CommentStatus.active
-        )
-    ):
-        commented[task_id].add(section_id)
-    section_ids = {section_id for timing in timings for section_id in timing.task.section_ids}
-    sections = {
-        section_id: {"number": number, "heading": heading}
-        for section_id, number, heading in await session.exec(
-            select(Section.id, Section.number, Section.heading).where(
-                col(Section.id).in_(sorted(section_ids))
-            )
-        )
-    }
+    for chunk in _chunks({timing.task_id for timing in timings}):
+        assigned.update(await _rows(session, _SECTIONS_OF_TASKS, {"task_ids": chunk}))
+        for task_id, section_id in await _rows(session, _COMMENTED_SECTIONS, {"task_ids": chunk}):
+            commented[task_id].add(section_id)
+    sections = {}
+    for chunk in _chunks({section_id for ids in assigned.values() for section_id in ids}):
+        for section_id, number, heading in await _rows(session, _SECTIONS, {"section_ids": chunk}):
+            sections[section_id] = {"number": number, "heading": heading}
     return {
-        timing.task.id or 0: [
-            sections[section_id]
-            for section_id in timing.task.section_ids
-            if section_id not in commented[timing.task.id or 0] and section_id in sections
-        ]
-        for timing in timings
+        task_id: _Sections(
+            assigned=len(ids),
+            without_comments=[
+                sections[section_id]
+                for section_id in ids
+                if section_id not in commented[task_id] and section_id in sections
+            ],
+        )
+        for task_id, ids in assigned.items()
     }
+
+
+@dataclass(frozen=True)
+class _Sections:
+    assigned: int
+    without_comments: list[dict[str, str]]
 
 
 def reminder_key(email: str, day: str) -> str:
@@ -321,50 +430,78 @@ def reminder_key(email: str, day: str) -> str:
     return f"reminder:{sha256_hex(email.lower())[:24]}:{day}"
 
 
-def _digest(
-    email: str,
-    items: list[_Item],
-    missing: dict[int, list[dict[str, str]]],
-    now: datetime,
-    settings: Settings,
-    *,
-    deciding_round: int,
-) -> Mail:
-    first = items[0]
-    language = Language(first.timing.organisation.language)
-    timezone = first.timing.timezone
-    day = working_days.local_date(now, timezone).isoformat()
-    entries = []
-    for item in items:
-        timing = item.timing
-        organisation = timing.organisation
-        entries.append(
-            {
-                "link_id": item.link.id,
-                "round_title": timing.round.title,
-                "organisation_name": organisation_name(organisation, language),
-                "deadline_text": when_text(timing.task.deadline, timezone=timing.timezone, language=language),
-                "working_days_left": working_days.working_days_left(
-                    timing.round.jurisdiction, now, timing.task.deadline, timing.timezone
-                ),
-                "has_comments": len(missing.get(timing.task.id or 0, [])) < len(timing.task.section_ids),
-                "sections_without_comments": missing.get(timing.task.id or 0, []),
-                "coordinator_text": timing.round.reminders().text,
-            }
+class _Digests:
+    """The day's message of each person; dates and counts shared by thousands of tasks are worked out once."""
+
+    def __init__(
+        self,
+        now: datetime,
+        settings: Settings,
+        missing: dict[int, _Sections],
+        *,
+        deciding_round: int,
+    ) -> None:
+        self.now = now
+        self.missing = missing
+        self.deciding_round = deciding_round
+        self.sender_name = sender_name(settings)
+        self._deadline_texts: dict[tuple[datetime, str, str], str] = {}
+        self._days_left: dict[tuple[str, datetime, str], int] = {}
+
+    def _deadline_text(self, deadline: datetime, timezone: str, language: str) -> str:
+        key = (deadline, timezone, language)
+        if key not in self._deadline_texts:
+            self._deadline_texts[key] = when_text(deadline, timezone=timezone, language=language)
+        return self._deadline_texts[key]
+
+    def _working_days_left(self, jurisdiction: str, deadline: datetime, timezone: str) -> int:
+        key = (jurisdiction, deadline, timezone)
+        if key not in self._days_left:
+            self._days_left[key] = working_days.working_days_left(jurisdiction, self.now, deadline, timezone)
+        return self._days_left[key]
+
+    def of(self, email: str, items: list[_Item]) -> Mail:
+        items.sort(key=lambda item: (item.timing.deadline, item.timing.task_id))
+        first = items[0]
+        language = Language(first.timing.organisation_language)
+        day = working_days.local_date(self.now, first.timing.timezone).isoformat()
+        entries = []
+        for item in items:
+            timing = item.timing
+            sections = self.missing.get(timing.task_id, _Sections(0, []))
+            has_comments = len(sections.without_comments) < sections.assigned
+            entries.append(
+                {
+                    "link_id": item.link.id,
+                    "round_title": timing.round.title,
+                    "organisation_name": local_name(
+                        language, timing.organisation_name_en, timing.organisation_name_sq
+                    ),
+                    "deadline_text": self._deadline_text(timing.deadline, timing.timezone, language),
+                    "working_days_left": self._working_days_left(
+                        timing.round.jurisdiction, timing.deadline, timing.timezone
+                    ),
+                    "has_comments": has_comments,
+                    "sections_assigned": sections.assigned,
+                    # None commented yet: the email says "any of its N sections" rather than list them all.
+                    "sections_without_comments": sections.without_comments if has_comments else [],
+                    "coordinator_text": timing.round.policy.text,
+                }
+            )
+        return Mail(
+            key=reminder_key(email, day),
+            kind=MessageKind.reminder,
+            to_email=email,
+            to_name=first.link.name,
+            language=language,
+            context={
+                "contact_name": first.link.name,
+                "items": entries,
+                "decided_at": self.now.isoformat(),
+                "sender_name": self.sender_name,
+            },
+            # Delivered by the scheduler that decided it, at once: the rounds of its other tasks may be
+            # asleep.
+            round_id=self.deciding_round,
+            task_id=first.timing.task_id if len(items) == 1 else None,
         )
-    return Mail(
-        key=reminder_key(email, day),
-        kind=MessageKind.reminder,
-        to_email=email,
-        to_name=first.link.name,
-        language=language,
-        context={
-            "contact_name": first.link.name,
-            "items": entries,
-            "decided_at": now.isoformat(),
-            "sender_name": sender_name(settings),
-        },
-        # Delivered by the scheduler that decided it, at once: the rounds of its other tasks may be asleep.
-        round_id=deciding_round,
-        task_id=first.timing.task.id if len(items) == 1 else None,
-    )

@@ -62,6 +62,8 @@ class RoundPlan:
     """Tasks past their deadline and grace period, to make overdue now."""
     next_event_at: datetime | None = None
     """The scheduler's next moment of its own: a reminder's time, a deadline and its grace period."""
+    next_reminder_at: datetime | None = None
+    """The next reminder's time alone: waking at it, the scheduler decides reminders before anything."""
 
     @property
     def acts_now(self) -> bool:
@@ -113,7 +115,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
         if not await any_unsettled_task(session, round_id=round_id):
             reason = CloseReason.all_signed_off
         else:
-            reminder_plan = await reminders.plan(session, round_id=round_id, now=now)
+            reminder_plan = await reminders.plan(session, round_=round_, now=now)
             escalation_plan = await escalations.plan(session, round_=round_, now=now)
     moments = [moment for moment in (reminder_plan.next_at, escalation_plan.next_at) if moment is not None]
     return RoundPlan(
@@ -125,6 +127,7 @@ async def plan_round(session: AsyncSession, *, round_id: int, now: datetime) -> 
         reminders_due=reminder_plan.due,
         escalations_due=escalation_plan.due,
         next_event_at=min(moments, default=None),
+        next_reminder_at=reminder_plan.next_at,
     )
 
 

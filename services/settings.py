@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     mail_batch_size: int = Field(
         default=200, ge=1, le=2000, description="Emails one delivery activity sends before re-planning."
     )
+    delivery_turn_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="A delivery activity starts no new batch after this long (0: one batch a turn), so its "
+        "scheduler hears of a wake-up (a close, a cancellation) between turns.",
+    )
     outbox_lease_seconds: int = Field(
         default=60,
         ge=1,

@@ -35,6 +35,7 @@ from workflows.payloads import (
     PlanRoundInput,
     ReconcileInput,
     ReconcileResult,
+    RemindersResult,
     RoundPlanResult,
     SendRemindersInput,
 )
@@ -92,6 +93,22 @@ async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
             await ticker
 
 
+def _plan_result(plan: scheduling.RoundPlan) -> RoundPlanResult:
+    return RoundPlanResult(
+        status=str(plan.status),
+        deadline=plan.deadline.isoformat(),
+        close_reason=str(plan.close_reason) if plan.close_reason else None,
+        mail_due=plan.mail_due,
+        next_mail_in=plan.next_mail_in,
+        acts_now=plan.acts_now,
+        finished=plan.finished,
+        reminders_due=plan.reminders_due,
+        escalations_due=plan.escalations_due,
+        next_event_at=plan.next_event_at.isoformat() if plan.next_event_at else None,
+        next_reminder_at=plan.next_reminder_at.isoformat() if plan.next_reminder_at else None,
+    )
+
+
 class RoundActivities:
     def __init__(self, *, db: Database, sender: EmailSender, settings: Settings) -> None:
         self.db = db
@@ -110,18 +127,7 @@ class RoundActivities:
     async def plan_round(self, given: PlanRoundInput) -> RoundPlanResult:
         async with self.db.session() as session:
             plan = await scheduling.plan_round(session, round_id=given.round_id, now=clock(given.as_of))
-        return RoundPlanResult(
-            status=str(plan.status),
-            deadline=plan.deadline.isoformat(),
-            close_reason=str(plan.close_reason) if plan.close_reason else None,
-            mail_due=plan.mail_due,
-            next_mail_in=plan.next_mail_in,
-            acts_now=plan.acts_now,
-            finished=plan.finished,
-            reminders_due=plan.reminders_due,
-            escalations_due=plan.escalations_due,
-            next_event_at=plan.next_event_at.isoformat() if plan.next_event_at else None,
-        )
+        return _plan_result(plan)
 
     @activity.defn(name="close_round")
     @final_on_bad_input
@@ -133,11 +139,17 @@ class RoundActivities:
 
     @activity.defn(name="send_reminders")
     @final_on_bad_input
-    async def send_reminders(self, given: SendRemindersInput) -> int:
+    async def send_reminders(self, given: SendRemindersInput) -> RemindersResult:
+        """The messages added (the round's to deliver), and the round's plan after the decision: at a
+        moment many rounds share, most find theirs decided by another and only need to know what next."""
+        now = clock(given.as_of)
         async with self.db.write_session() as session:
-            return await reminders.send_reminders(
-                session, round_id=given.round_id, now=clock(given.as_of), settings=self.settings
+            added = await reminders.send_reminders(
+                session, round_id=given.round_id, now=now, settings=self.settings
             )
+        async with self.db.session() as session:
+            plan = await scheduling.plan_round(session, round_id=given.round_id, now=now)
+        return RemindersResult(added=added, plan=_plan_result(plan))
 
     @activity.defn(name="escalate_overdue")
     @final_on_bad_input
@@ -150,17 +162,21 @@ class RoundActivities:
     @activity.defn(name="deliver_mail")
     @final_on_bad_input
     async def deliver_mail(self, given: DeliverMailInput) -> DeliveryResult:
-        limit = self.settings.mail_batch_size
         async with heartbeating():
-            outcome = await delivery.deliver_due(
-                self.db, self.sender, self.settings, round_id=given.round_id, limit=limit
+            outcome, more_due = await delivery.deliver_while_due(
+                self.db,
+                self.sender,
+                self.settings,
+                round_id=given.round_id,
+                limit=self.settings.mail_batch_size,
+                for_seconds=self.settings.delivery_turn_seconds,
             )
         return DeliveryResult(
             sent=outcome.sent,
             refused=outcome.refused,
             retry_later=outcome.retry_later,
             cancelled=outcome.cancelled,
-            more_due=outcome.more_may_be_due(limit),
+            more_due=more_due,
         )
 
     @activity.defn(name="reconcile")

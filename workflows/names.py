@@ -6,6 +6,6 @@ WAKE_SIGNAL = "wake"
 PHASE_QUERY = "phase"
 RECONCILER_WORKFLOW = "RoundtableReconciler"
 
-SCHEDULER_VERSION = 3
+SCHEDULER_VERSION = 4
 """Kept in each round scheduler's memo. A scheduler started by code of an older version cannot replay on
 this code; the worker replaces it at start-up (the database holds all the state it needs)."""

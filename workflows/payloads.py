@@ -46,6 +46,13 @@ class RoundPlanResult:
     reminders_due: int = 0  # tasks with a reminder to decide now
     escalations_due: int = 0  # tasks past their deadline and grace period
     next_event_at: str | None = None  # the next reminder or escalation moment (the scheduler's clock)
+    next_reminder_at: str | None = None  # the next reminder moment alone
+
+
+@dataclass(frozen=True)
+class RemindersResult:
+    added: int  # messages added, the round's to deliver
+    plan: RoundPlanResult  # the round's plan after the decision
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 
 from workflows.names import PHASE_QUERY, ROUND_WORKFLOW, WAKE_SIGNAL
 from workflows.payloads import (
@@ -38,6 +38,10 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=30)  # the activities heartbeat every few 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 MIN_MAIL_WAIT = 1.0
 """Seconds, at least, before looking again at email that is not yet due."""
+MAIL_FIRST = Priority(priority_key=1)
+"""Delivery goes ahead of the other tasks queued for the worker (the default is 3): when a storm of
+reminders or escalations wakes many rounds at once, the email already decided must not wait behind every
+other round's planning."""
 IDLE_PAUSE = timedelta(seconds=5)
 """After a delivery that found nothing to take although the plan said some was due (another attempt
 took it first), wait this long rather than plan again at once."""
@@ -68,13 +72,24 @@ class ConsultationRoundWorkflow:
             start_to_close_timeout=BATCH,
             retry_policy=RETRY,
         )
+        reminder_at: datetime | None = None
+        fresh: RoundPlanResult | None = None
         while True:
             # Checked every turn, not only after a sleep: a scheduler that keeps finding work (a long
             # delivery, a storm of reminders) must continue as new before its history grows too long.
             if workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(RoundRef(round_id))
             self._wake = False
-            plan = await self._plan(round_id)
+            if reminder_at is not None and workflow.now() >= reminder_at:
+                # Woken at a reminder's time: decide at once (the decision reads the database itself and
+                # adds nothing if another round's scheduler decided first). When many rounds share the
+                # moment, planning first would put every round's plan ahead of the first decision.
+                reminder_at = None
+                fresh = await self._send_reminders(round_id)
+                continue
+            plan = fresh if fresh is not None and not self._wake else await self._plan(round_id)
+            fresh = None
+            reminder_at = datetime.fromisoformat(plan.next_reminder_at) if plan.next_reminder_at else None
             if plan.status == "draft":
                 self._phase = "not launched"
                 return "not launched"
@@ -99,23 +114,10 @@ class ConsultationRoundWorkflow:
                 )
                 continue
             if plan.reminders_due:
-                self._phase = "reminding"
-                await workflow.execute_activity_method(
-                    RoundActivities.send_reminders,
-                    SendRemindersInput(round_id, as_of=workflow.now().isoformat()),
-                    start_to_close_timeout=BATCH,
-                    retry_policy=RETRY,
-                )
+                fresh = await self._send_reminders(round_id)
                 continue
             if plan.mail_due:
-                self._phase = "delivering"
-                # A full batch means more is due: planning again between batches would only add a round
-                # trip per batch. A wake-up still sends us back to planning.
-                result = await self._deliver(round_id)
-                while result.more_due and not self._wake:
-                    result = await self._deliver(round_id)
-                if not (result.sent or result.refused or result.retry_later or result.cancelled):
-                    await self._sleep_until(workflow.now() + IDLE_PAUSE)
+                await self._deliver_all(round_id)
                 continue
             self._phase = "waiting"
             await self._sleep_until(self._next_wake(plan))
@@ -130,6 +132,31 @@ class ConsultationRoundWorkflow:
             retry_policy=RETRY,
         )
 
+    async def _send_reminders(self, round_id: int) -> RoundPlanResult | None:
+        """Decide the reminders due; the round's plan after it, or None once this round's digests are
+        delivered (delivering changed what is due, so the next turn plans afresh)."""
+        self._phase = "reminding"
+        result = await workflow.execute_activity_method(
+            RoundActivities.send_reminders,
+            SendRemindersInput(round_id, as_of=workflow.now().isoformat()),
+            start_to_close_timeout=BATCH,
+            retry_policy=RETRY,
+        )
+        if result.added:
+            await self._deliver_all(round_id)
+            return None
+        return result.plan
+
+    async def _deliver_all(self, round_id: int) -> None:
+        self._phase = "delivering"
+        # A full batch means more is due: planning again between batches would only add a round trip per
+        # batch. A wake-up still sends us back to planning.
+        result = await self._deliver(round_id)
+        while result.more_due and not self._wake:
+            result = await self._deliver(round_id)
+        if not (result.sent or result.refused or result.retry_later or result.cancelled):
+            await self._sleep_until(workflow.now() + IDLE_PAUSE)
+
     async def _deliver(self, round_id: int) -> DeliveryResult:
         return await workflow.execute_activity_method(
             RoundActivities.deliver_mail,
@@ -137,6 +164,7 @@ class ConsultationRoundWorkflow:
             start_to_close_timeout=BATCH,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=RETRY,
+            priority=MAIL_FIRST,
         )
 
     @staticmethod

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import holidays
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import ReminderStatus, TaskStatus
 from models.rounds import ReviewTask, Round, TaskReminder
@@ -19,11 +20,16 @@ from notifications.mailbox import DevMailbox, SinkServer
 from notifications.smtp import SmtpSender
 from services import delivery, reminders, rounds
 from services.db import Database
+from services.rounds import get_round_row
 from services.settings import Settings
 from tests.harness import TEST_ACTOR, seed_round
 
 TIRANE = ZoneInfo("Europe/Tirane")
 KEYS = ["ministry-of-interior", "ministry-of-finance"]
+
+
+async def plan_of(session: AsyncSession, round_id: int, *, now: datetime) -> reminders.ReminderPlan:
+    return await reminders.plan(session, round_=await get_round_row(session, round_id=round_id), now=now)
 
 
 async def two_rounds_due_at_nine(db: Database, settings: Settings) -> tuple[list[int], datetime]:
@@ -70,8 +76,12 @@ async def test_two_rounds_deciding_at_once_send_each_person_one_message_listing_
     settings = settings.model_copy(update={"smtp_host": sink.host, "smtp_port": sink.port})
     round_ids, nine = await two_rounds_due_at_nine(db, settings)
     async with db.session() as session:
-        plans = [await reminders.plan(session, round_id=round_id, now=nine) for round_id in round_ids]
-        early = await reminders.plan(session, round_id=round_ids[0], now=nine - timedelta(minutes=1))
+        plans = [await plan_of(session, round_id, now=nine) for round_id in round_ids]
+        early = await reminders.plan(
+            session,
+            round_=await get_round_row(session, round_id=round_ids[0]),
+            now=nine - timedelta(minutes=1),
+        )
     assert [plan.due for plan in plans] == [2, 2]
     assert (early.due, early.next_at) == (0, nine)
 
@@ -108,7 +118,7 @@ async def test_two_rounds_deciding_at_once_send_each_person_one_message_listing_
 
     async with db.session() as session:
         decided_rows = (await session.exec(select(TaskReminder))).all()
-        after = [await reminders.plan(session, round_id=round_id, now=nine) for round_id in round_ids]
+        after = [await plan_of(session, round_id, now=nine) for round_id in round_ids]
     assert len(decided_rows) == 4
     assert {row.status for row in decided_rows} == {ReminderStatus.sent}
     assert [plan.due for plan in after] == [0, 0]
@@ -125,8 +135,12 @@ async def test_a_signed_off_task_and_a_day_missed_get_no_reminder(db: Database, 
         await session.commit()
     evening = nine.replace(hour=20)  # the worker was down all day: too late to remind today
     async with db.session() as session:
-        signed = await reminders.plan(session, round_id=round_ids[0], now=nine)
-        late = await reminders.plan(session, round_id=round_ids[1], now=evening)
+        signed = await reminders.plan(
+            session, round_=await get_round_row(session, round_id=round_ids[0]), now=nine
+        )
+        late = await reminders.plan(
+            session, round_=await get_round_row(session, round_id=round_ids[1]), now=evening
+        )
     assert signed.due == 0
     assert late.due == 0
     async with db.write_session() as session:

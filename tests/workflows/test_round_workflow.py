@@ -117,8 +117,9 @@ async def test_launching_twice_starts_one_scheduler_and_one_invitation_each(stac
 
 
 async def test_a_worker_restarted_mid_round_still_completes_it(stack: Stack) -> None:
-    """Small batches so the restart lands between them; every invitation still arrives exactly once."""
-    settings = stack.settings.model_copy(update={"mail_batch_size": 10})
+    """Small batches, one a turn, so the restart lands between them; every invitation still arrives exactly
+    once."""
+    settings = stack.settings.model_copy(update={"mail_batch_size": 10, "delivery_turn_seconds": 0})
     await stack.worker.stop()
     worker = WorkerHandle(stack.client, stack.db, settings)
     await worker.start()
