@@ -285,6 +285,13 @@ async def plan(session: AsyncSession, *, round_: Round, now: datetime) -> Remind
     return ReminderPlan(due=due, next_at=min(upcoming, default=None))
 
 
+async def any_due(session: AsyncSession, *, round_id: int, now: datetime) -> bool:
+    """Whether a reminder of the round is due now and not yet decided (read without the write lock: at a
+    moment many rounds share, most find theirs already decided by another round's scheduler)."""
+    timings = await _timings(session, scope=_OF_ROUND, params={"round_id": round_id})
+    return any(timing.due(now) != (None, []) for timing in timings)
+
+
 @dataclass(frozen=True)
 class _Link:
     id: str

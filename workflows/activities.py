@@ -143,10 +143,14 @@ class RoundActivities:
         """The messages added (the round's to deliver), and the round's plan after the decision: at a
         moment many rounds share, most find theirs decided by another and only need to know what next."""
         now = clock(given.as_of)
-        async with self.db.write_session() as session:
-            added = await reminders.send_reminders(
-                session, round_id=given.round_id, now=now, settings=self.settings
-            )
+        added = 0
+        async with self.db.session() as session:
+            due = await reminders.any_due(session, round_id=given.round_id, now=now)
+        if due:
+            async with self.db.write_session() as session:
+                added = await reminders.send_reminders(
+                    session, round_id=given.round_id, now=now, settings=self.settings
+                )
         async with self.db.session() as session:
             plan = await scheduling.plan_round(session, round_id=given.round_id, now=now)
         return RemindersResult(added=added, plan=_plan_result(plan))
