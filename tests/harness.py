@@ -146,7 +146,9 @@ async def seed_round(
 ) -> int:
     """The fixture registry and draft imported, and a draft round on them (every organisation and section
     by default). `options` are further RoundCreate fields; a round shorter than the procedure's minimum
-    (most tests' rounds) says why unless the test gives its own reason or none."""
+    (most tests' rounds) says why unless the test gives its own reason or none. It sends no reminders
+    unless the test gives a policy: a test counting emails must not find one the calendar put due today
+    (a round of a few days has its 1-working-day reminder today on some days of the week)."""
     from models.rounds import RoundCreate
     from services import documents, organisations, rounds
 
@@ -173,7 +175,11 @@ async def seed_round(
                 deadline=deadline,
                 organisation_keys=keys,
                 section_numbers=section_numbers,
-                **{"minimum_period_reason": "a short round for a test", **options},
+                **{
+                    "minimum_period_reason": "a short round for a test",
+                    "reminder_policy": {"working_days_before": []},
+                    **options,
+                },
             ),
             actor=TEST_ACTOR,
             user_id=created_by,
