@@ -285,13 +285,6 @@ async def plan(session: AsyncSession, *, round_: Round, now: datetime) -> Remind
     return ReminderPlan(due=due, next_at=min(upcoming, default=None))
 
 
-async def any_due(session: AsyncSession, *, round_id: int, now: datetime) -> bool:
-    """Whether a reminder of the round is due now and not yet decided (read without the write lock: at a
-    moment many rounds share, most find theirs already decided by another round's scheduler)."""
-    timings = await _timings(session, scope=_OF_ROUND, params={"round_id": round_id})
-    return any(timing.due(now) != (None, []) for timing in timings)
-
-
 @dataclass(frozen=True)
 class _Link:
     id: str
@@ -324,11 +317,12 @@ async def send_reminders(session: AsyncSession, *, round_id: int, now: datetime,
         timings = await _timings(session, scope=_ALL_AHEAD, params={"now": now})
     else:
         timings = own
-    due = {timing.task_id: (timing, moment) for timing in timings if (moment := timing.due(now)[0])}
+    decisions = [(timing, *timing.due(now)) for timing in timings]
+    due = {timing.task_id: (timing, moment) for timing, moment, _passed in decisions if moment is not None}
     overtaken = [
         _decided(timing, moment, ReminderStatus.skipped, now, [])
-        for timing in timings
-        for moment in timing.due(now)[1]
+        for timing, _moment, passed in decisions
+        for moment in passed
     ]
     items: dict[str, list[_Item]] = defaultdict(list)
     if due:

@@ -143,14 +143,16 @@ class RoundActivities:
         """The messages added (the round's to deliver), and the round's plan after the decision: at a
         moment many rounds share, most find theirs decided by another and only need to know what next."""
         now = clock(given.as_of)
-        added = 0
+        # The plan is read first, without the write lock: a round whose reminders another round's
+        # scheduler already decided needs nothing more.
         async with self.db.session() as session:
-            due = await reminders.any_due(session, round_id=given.round_id, now=now)
-        if due:
-            async with self.db.write_session() as session:
-                added = await reminders.send_reminders(
-                    session, round_id=given.round_id, now=now, settings=self.settings
-                )
+            plan = await scheduling.plan_round(session, round_id=given.round_id, now=now)
+        if not plan.reminders_due:
+            return RemindersResult(added=0, plan=_plan_result(plan))
+        async with self.db.write_session() as session:
+            added = await reminders.send_reminders(
+                session, round_id=given.round_id, now=now, settings=self.settings
+            )
         async with self.db.session() as session:
             plan = await scheduling.plan_round(session, round_id=given.round_id, now=now)
         return RemindersResult(added=added, plan=_plan_result(plan))
