@@ -4,6 +4,8 @@ with its audit event and whatever emails it decides (through the outbox)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -25,6 +27,9 @@ from services.outbox import Mail
 from services.rounds import get_round_row
 from services.scheduling import OPEN_TASK_STATUSES
 from services.settings import Settings
+
+RESEND_ONCE_WITHIN = timedelta(minutes=1)
+"""A second resend of a task this soon after the last one (a double click) sends nothing more."""
 
 
 async def _open_round(session: AsyncSession, round_id: int) -> Round:
@@ -230,12 +235,28 @@ async def resend_links(
     task, _organisation = await _task_of(session, round_id, key)
     if task.status not in OPEN_TASK_STATUSES:
         raise Conflict(f"{key} has settled its task ({task.status}); its links no longer take anything")
-    minute = utcnow().strftime("%Y%m%dT%H%M")
+    now = utcnow()
+    # Counted from the last resend, not by the clock's minute: two clicks either side of hh:mm:00 are
+    # still one. The task row is locked, so two clicks at once take turns here.
+    last_resent = (
+        await session.exec(
+            select(OutboxMessage.id)
+            .where(
+                OutboxMessage.task_id == task.id,
+                col(OutboxMessage.key).like(f"invitation:{task.id}:%:resent:%"),
+                col(OutboxMessage.created_at) > now - RESEND_ONCE_WITHIN,
+            )
+            .limit(1)
+        )
+    ).first()
+    if last_resent is not None:
+        await session.rollback()
+        return await _task_read(session, round_id, key)
     working = await _invite_again(
         session,
         round_,
         task,
-        key=f"invitation:{{task_id}}:{{role}}:resent:{{link_id}}:{minute}",
+        key=f"invitation:{{task_id}}:{{role}}:resent:{{link_id}}:{now.strftime('%Y%m%dT%H%M%S%f')}",
         settings=settings,
     )
     await trail.append(
