@@ -8,6 +8,7 @@ from models.documents import Document, DocumentVersion, Section
 from models.extensions import ExtensionRequest
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
+from models.responses import AnswerText, CommentResponse
 from models.reviews import AccessLink, Comment, LinkToken, SignOff
 from models.rounds import ReviewTask, Round, TaskReminder
 from models.throttle import ThrottleCount

@@ -85,6 +85,36 @@ class CommentKind(StrEnum):
     legal = "legal"
 
 
+class ConsultationRole(StrEnum):
+    """What an organisation is in a round: its sign-off counts for clearance, or its opinion is asked."""
+
+    approver = "approver"
+    consulted = "consulted"
+
+
+class CommentWeight(StrEnum):
+    """How much a comment weighs: an objection must be resolved before the organisation can agree."""
+
+    objection = "objection"
+    proposal = "proposal"
+    remark = "remark"
+
+
+class ResponseKind(StrEnum):
+    """What the coordinator made of a comment."""
+
+    accepted = "accepted"
+    partially_accepted = "partially_accepted"
+    rejected = "rejected"
+    noted = "noted"
+
+
+class ObjectionState(StrEnum):
+    open = "open"  # not answered yet, or the answer is not published
+    resolved = "resolved"  # answered accepted (or partly accepted) and published
+    maintained = "maintained"  # answered rejected or noted and published: the organisation still objects
+
+
 class CommentStatus(StrEnum):
     active = "active"
     withdrawn = "withdrawn"
@@ -110,6 +140,7 @@ class MessageKind(StrEnum):
     handover = "handover"  # to the colleague a task was handed to, with a link of their own
     task_withdrawn = "task_withdrawn"  # to an organisation taken out of a round
     lost_link = "lost_link"  # asked for on the lost-link page: every working link of the person
+    feedback = "feedback"  # on publication of the answers: each of the organisation's comments and its answer
 
 
 class ReminderStatus(StrEnum):

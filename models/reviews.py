@@ -9,7 +9,7 @@ from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
-from models.enums import CommentKind, CommentStatus, ContactRole, Decision
+from models.enums import CommentKind, CommentStatus, CommentWeight, ContactRole, Decision
 from models.organisations import Organisation
 from models.types import UTCDateTime, enum_column, utcnow
 
@@ -72,6 +72,7 @@ class LinkToken(SQLModel, table=True):
 
 class CommentBase(SQLModel):
     kind: CommentKind = Field(default=CommentKind.general, sa_type=enum_column(CommentKind, 20))
+    weight: CommentWeight = Field(default=CommentWeight.remark, sa_type=enum_column(CommentWeight, 20))
     paragraph: str | None = Field(default=None, max_length=40)
     body: str = Field(min_length=1, max_length=20_000, sa_type=sa.Text)
     proposed_wording: str | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
@@ -181,6 +182,9 @@ class SignOff(SignOffBase, table=True):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=500)
     audit_seq: int
+    objections: list[int] = Field(
+        default_factory=list, sa_type=sa.JSON, description="An objecting sign-off: its objection comments."
+    )
     superseded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     superseded_reason: str | None = Field(default=None, sa_type=sa.Text)
 
@@ -196,6 +200,7 @@ class SignOffRead(SignOffBase):
     sections: list[dict[str, str]]
     signed_at: datetime
     audit_seq: int
+    objections: list[int] = Field(default_factory=list)
     superseded_at: datetime | None = Field(
         default=None, description="Reopened at the organisation's request; a later sign-off stands."
     )

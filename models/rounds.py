@@ -11,8 +11,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
+from models.responses import Clearance
 from models.enums import (
     CloseReason,
+    ConsultationRole,
     ContactRole,
     Decision,
     ExtensionRequestStatus,
@@ -74,6 +76,7 @@ class Round(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=500)
+    purpose: str = Field(default="", sa_type=sa.Text, description="What the consultation is for.")
     document_version_id: int = Field(foreign_key="document_versions.id", index=True)
     deadline: datetime = Field(sa_type=UTCDateTime)
     status: RoundStatus = Field(default=RoundStatus.draft, sa_type=enum_column(RoundStatus, 20), index=True)
@@ -92,6 +95,14 @@ class Round(SQLModel, table=True):
         default=SilenceMeaning.no_response, sa_type=enum_column(SilenceMeaning, 20)
     )
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    cover_message: str = Field(default="", sa_type=sa.Text, description="The coordinator's words in invitations.")
+    contact_name: str = Field(default="", max_length=300, description="Who invitations come from.")
+    contact_email: str | None = Field(
+        default=None, max_length=320, description="Where replies to the round's email go (Reply-To)."
+    )
+    answers_published_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="The last publication of the coordinator's answers."
+    )
 
     def reminders(self) -> ReminderPolicy:
         return ReminderPolicy.model_validate(self.reminder_policy or {})
@@ -108,6 +119,9 @@ class ReviewTask(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     round_id: int = Field(foreign_key="rounds.id", index=True)
     organisation_id: int = Field(foreign_key="organisations.id", index=True)
+    role: ConsultationRole = Field(
+        default=ConsultationRole.consulted, sa_type=enum_column(ConsultationRole, 20)
+    )
     status: TaskStatus = Field(default=TaskStatus.pending, sa_type=enum_column(TaskStatus, 20))
     section_ids: list[int] = Field(sa_type=sa.JSON, description="Sections this organisation must review.")
     invited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -136,8 +150,14 @@ class TaskReminder(SQLModel, table=True):
     outbox_keys: list[str] = Field(default_factory=list, sa_type=sa.JSON)
 
 
+def default_role(kind: OrganisationKind) -> ConsultationRole:
+    """Ministries approve; everyone else is consulted, unless the round says otherwise."""
+    return ConsultationRole.approver if kind == OrganisationKind.ministry else ConsultationRole.consulted
+
+
 class RoundCreate(SQLModel):
     title: str = Field(min_length=3, max_length=500)
+    purpose: str = Field(default="", max_length=10_000, description="What the consultation is for.")
     document_version_id: int
     deadline: AwareDatetime = Field(description="ISO 8601 with a UTC offset, e.g. 2026-12-15T17:00:00+01:00.")
     organisation_keys: list[str] | None = Field(
@@ -163,8 +183,18 @@ class RoundCreate(SQLModel):
     reminder_policy: ReminderPolicy | None = Field(
         default=None, description="Omitted: the procedure's (7, 2 and 1 working days before, at 09:00)."
     )
+    roles: dict[str, ConsultationRole] | None = Field(
+        default=None,
+        description='{"organisation_key": "approver" | "consulted"}; omitted keys: ministries approve, '
+        "others are consulted.",
+    )
+    cover_message: str = Field(default="", max_length=5000, description="The coordinator's words to invitees.")
+    contact_name: str = Field(default="", max_length=300, description="The secretariat's name on its email.")
+    contact_email: EmailAddress | None = Field(
+        default=None, max_length=320, description="Replies to invitations go here (Reply-To)."
+    )
 
-    @field_validator("title", "minimum_period_reason", mode="before")
+    @field_validator("title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before")
     @classmethod
     def _strip_title(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
@@ -175,6 +205,7 @@ class TaskSummary(SQLModel):
     organisation_key: str
     organisation_name: str
     organisation_kind: OrganisationKind
+    role: ConsultationRole = ConsultationRole.consulted
     status: TaskStatus
     section_numbers: list[str]
     comments: int
@@ -235,6 +266,7 @@ class RoundCounts(SQLModel):
 class RoundRead(SQLModel):
     id: int
     title: str
+    purpose: str = ""
     status: RoundStatus
     document_version_id: int
     deadline: datetime
@@ -251,6 +283,11 @@ class RoundRead(SQLModel):
     silence_means: SilenceMeaning
     reminder_policy: ReminderPolicy
     period_working_days: int = Field(description="Working days from launch (or today) to the deadline.")
+    cover_message: str = ""
+    contact_name: str = ""
+    contact_email: str | None = None
+    answers_published_at: datetime | None = None
+    clearance: Clearance
     counts: RoundCounts
     tasks: list[TaskSummary]
 
@@ -292,6 +329,9 @@ class TaskAdd(SQLModel):
     organisation_key: str = Field(max_length=80)
     deadline: AwareDatetime | None = Field(default=None, description="Omitted: the round's deadline.")
     section_numbers: list[str] | None = Field(default=None, description="Omitted: every section.")
+    role: ConsultationRole | None = Field(
+        default=None, description="Omitted: the default of its kind (ministries approve)."
+    )
 
 
 class ContactReplace(SQLModel):

@@ -39,6 +39,7 @@ class CommentView:
     section_number: str
     paragraph: str | None
     kind: str
+    weight: str
     body: str
     proposed_wording: str | None
     status: CommentStatus
@@ -55,6 +56,7 @@ def comment_view(comment: Comment, numbers: dict[int | None, str]) -> CommentVie
         section_number=numbers.get(comment.section_id, "?"),
         paragraph=comment.paragraph,
         kind=str(comment.kind),
+        weight=str(comment.weight),
         body=comment.body,
         proposed_wording=comment.proposed_wording,
         status=comment.status,
@@ -108,6 +110,7 @@ def _comment_data(comment: Comment, section: SectionView) -> dict[str, Any]:
         "section": section.number,
         "paragraph": comment.paragraph,
         "kind": str(comment.kind),
+        "weight": str(comment.weight),
         "body": comment.body,
         "proposed_wording": comment.proposed_wording,
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.enums import CommentStatus, Decision, TaskStatus
+from models.enums import CommentStatus, CommentWeight, Decision, TaskStatus
 from models.reviews import (
     Comment,
     SignOff,
@@ -58,17 +58,24 @@ async def sign_off(
             error="already_signed_off",
         )
     ensure_writable(context)
-    active_comments = (
+    active = (
         await session.exec(
-            select(Comment.id).where(
+            select(Comment.id, Comment.weight).where(
                 Comment.task_id == context.task.id, Comment.status == CommentStatus.active
             )
         )
     ).all()
+    active_comments = [comment_id for comment_id, _ in active]
+    objection_ids = sorted(comment_id for comment_id, weight in active if weight == CommentWeight.objection)
     if data.decision == Decision.approve_with_comments and not active_comments:
         raise InvalidInput("'Approve with comments' needs at least one comment; add your comments first")
     if data.decision == Decision.object and not data.statement:
         raise InvalidInput("an objection needs a statement of the reasons")
+    if data.decision == Decision.object and not objection_ids:
+        raise InvalidInput(
+            "'Object' needs at least one of your comments marked as an objection: mark the comments your "
+            "organisation cannot accept unless they are resolved, then sign off"
+        )
     draft = await draft_view(session, version_id=context.round.document_version_id)
     sections = draft.assigned(context.task.section_ids)
     reviewed = [{"number": s.number, "heading": s.heading, "sha256": s.sha256} for s in sections]
@@ -90,6 +97,7 @@ async def sign_off(
                 "link_id": context.link.id,
                 "sections": reviewed,
                 "comments": len(active_comments),
+                "objections": objection_ids,
                 "ip": client.ip,
                 "user_agent": user_agent,
             },
@@ -106,6 +114,7 @@ async def sign_off(
             ip=client.ip,
             user_agent=user_agent,
             audit_seq=event.seq,
+            objections=objection_ids if data.decision == Decision.object else [],
         )
         session.add(record)
         context.task.status = TaskStatus.signed_off

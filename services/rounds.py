@@ -23,10 +23,11 @@ from models.rounds import (
     RoundListItem,
     RoundRead,
     TaskSummary,
+    default_role,
 )
 from models.types import utcnow
 from models.users import User
-from services import invitations, working_days
+from services import invitations, objections, working_days
 from services.audit import trail
 from services.db import transactional
 from services.documents import sections_of_version
@@ -90,8 +91,21 @@ async def create_round(
         key: _section_ids(by_number, numbers, f"assignments[{key}]")
         for key, numbers in (data.assignments or {}).items()
     }
+    unknown_roles = sorted(set(data.roles or {}) - {organisation.key for organisation in organisations})
+    if unknown_roles:
+        raise InvalidInput(
+            "roles name organisations that are not consulted in this round: " + ", ".join(unknown_roles)
+        )
+    roles = {
+        organisation.key: (data.roles or {}).get(organisation.key, default_role(organisation.kind))
+        for organisation in organisations
+    }
     round_ = Round(
         title=data.title,
+        purpose=data.purpose,
+        cover_message=data.cover_message,
+        contact_name=data.contact_name,
+        contact_email=str(data.contact_email) if data.contact_email else None,
         document_version_id=data.document_version_id,
         deadline=data.deadline,
         created_by_id=user_id,
@@ -110,6 +124,7 @@ async def create_round(
         ReviewTask(
             round_id=round_.id,
             organisation_id=organisation.id or 0,
+            role=roles[organisation.key],
             section_ids=assigned.get(organisation.key, default_ids),
             deadline=data.deadline,
         )
@@ -125,6 +140,7 @@ async def create_round(
             "document_version_id": data.document_version_id,
             "deadline": data.deadline.isoformat(),
             "organisations": [organisation.key for organisation in organisations],
+            "roles": {key: str(role) for key, role in roles.items()},
             "sections": [section.number for section in sections if section.id in default_ids],
             "procedure": procedure.key,
             "jurisdiction": jurisdiction,
@@ -223,6 +239,7 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             organisation_key=organisation.key,
             organisation_name=organisation.name_en,
             organisation_kind=organisation.kind,
+            role=task.role,
             status=task.status,
             section_numbers=[section_numbers[section_id] for section_id in task.section_ids],
             comments=comment_counts.get(task.id or 0, 0),
@@ -253,6 +270,7 @@ async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:
             **round_.model_dump(),
             "reminder_policy": round_.reminders(),
             "period_working_days": period_of(round_, now=utcnow()),
+            "clearance": await objections.clearance(session, round_id=round_id),
             "counts": counts,
             "tasks": tasks,
         },

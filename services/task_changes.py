@@ -16,7 +16,7 @@ from models.enums import ContactRole, Language, MessageKind, OutboxStatus, Round
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink, Comment, SignOff
-from models.rounds import ContactReplace, ReviewTask, Round, TaskAdd, TaskRead
+from models.rounds import ContactReplace, ReviewTask, Round, TaskAdd, TaskRead, default_role
 from models.types import utcnow
 from services import invitations, links, outbox, tasks
 from services.audit import trail
@@ -104,6 +104,7 @@ async def add_organisation(
     task = ReviewTask(
         round_id=round_id,
         organisation_id=organisation.id or 0,
+        role=data.role or default_role(organisation.kind),
         section_ids=[by_number[number] or 0 for number in dict.fromkeys(wanted)],
         deadline=deadline,
     )

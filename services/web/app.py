@@ -37,7 +37,9 @@ def build_templates(settings: Settings) -> Jinja2Templates:
         # In production the templates never change under a running process: checking every template's
         # file on disk for every page rendered is wasted work there.
         auto_reload=not settings.is_production,
+        extensions=["jinja2.ext.i18n"],
     )
+    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
 
     # Babel takes tens of microseconds a date, and the same few dates (a round's deadline, a task's
     # comments) come back on every rendering of a page.

@@ -43,6 +43,7 @@ REVIEW_LABELS = {
     "section_id": "Section",
     "paragraph": "Paragraph",
     "kind": "Type",
+    "weight": "Weight",
     "body": "Comment",
     "proposed_wording": "Proposed wording",
     "decision": "Decision",
@@ -74,6 +75,7 @@ class CommentForm(ReviewForm):
     section_id: str = ""
     body: str = ""
     kind: str = "general"
+    weight: str = "remark"
     paragraph: str = ""
     proposed_wording: str = ""
 
@@ -83,12 +85,13 @@ class CommentForm(ReviewForm):
             "submission_id": self.submission_id,
             "body": self.body,
             "kind": self.kind,
+            "weight": self.weight,
             "paragraph": self.paragraph,
             "proposed_wording": self.proposed_wording,
         }
 
     def comment(self) -> CommentCreate:
-        _refuse_nul(self.submission_id, self.body, self.kind, self.paragraph, self.proposed_wording)
+        _refuse_nul(self.submission_id, self.body, self.kind, self.weight, self.paragraph, self.proposed_wording)
         section = parse_id(self.section_id)
         if section is None:
             raise InvalidInput("choose the section your comment is about")
@@ -97,6 +100,7 @@ class CommentForm(ReviewForm):
                 "section_id": section,
                 "body": self.body,
                 "kind": self.kind,
+                "weight": self.weight,
                 "paragraph": self.paragraph,
                 "proposed_wording": self.proposed_wording,
                 "submission_id": self.submission_id,
@@ -109,6 +113,7 @@ class CommentEditForm(ReviewForm):
 
     body: str = ""
     kind: str = "general"
+    weight: str = "remark"
     paragraph: str = ""
     proposed_wording: str = ""
 
@@ -117,16 +122,18 @@ class CommentEditForm(ReviewForm):
             "editing": parse_id(path.get("comment_id", "")),
             "body": self.body,
             "kind": self.kind,
+            "weight": self.weight,
             "paragraph": self.paragraph,
             "proposed_wording": self.proposed_wording,
         }
 
     def comment(self) -> CommentUpdate:
-        _refuse_nul(self.body, self.kind, self.paragraph, self.proposed_wording)
+        _refuse_nul(self.body, self.kind, self.weight, self.paragraph, self.proposed_wording)
         return CommentUpdate.model_validate(
             {
                 "body": self.body,
                 "kind": self.kind,
+                "weight": self.weight,
                 "paragraph": self.paragraph,
                 "proposed_wording": self.proposed_wording,
             }

@@ -15,7 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from models.enums import CommentKind, CommentStatus
+from models.enums import CommentKind, CommentStatus, CommentWeight
 from services.comments import CommentView
 from services.documents import SectionView
 
@@ -28,6 +28,7 @@ class CommentFields:
 
     paragraph: str | None = None
     kind: str = "general"
+    weight: str = "remark"
     body: str = ""
     proposed_wording: str | None = None
 
@@ -36,6 +37,7 @@ class CommentFields:
         return cls(
             paragraph=form.get("paragraph"),
             kind=form.get("kind", "general"),
+            weight=form.get("weight", "remark"),
             body=form.get("body", ""),
             proposed_wording=form.get("proposed_wording"),
         )
@@ -66,6 +68,24 @@ def _kind_options(selected: str | None) -> Markup:
 def kind_options(selected: str | None) -> Markup:
     """The comment type's `<option>`s, with what the form held selected."""
     return _kind_options(selected if selected in _KIND_VALUES else None)
+
+
+_WEIGHTS = (
+    (str(CommentWeight.remark), "Remark"),
+    (str(CommentWeight.proposal), "Proposal"),
+    (str(CommentWeight.objection), "Objection: we cannot agree unless it is resolved"),
+)
+_WEIGHT_VALUES = frozenset(value for value, _ in _WEIGHTS)
+
+
+@functools.cache
+def _weight_options(selected: str | None) -> Markup:
+    return _options(_WEIGHTS, selected)
+
+
+def weight_options(selected: str | None) -> Markup:
+    """The comment weight's `<option>`s, with what the form held selected."""
+    return _weight_options(selected if selected in _WEIGHT_VALUES else None)
 
 
 # Bounded: the drafts a long-running process serves keep changing.

@@ -978,16 +978,25 @@ async def test_a_bad_sign_off_is_refused_and_nothing_is_stored(
     assert await snapshot(review.db) == before
 
 
-async def test_an_objection_with_a_statement_and_a_withdrawn_comment_only(review: Review) -> None:
-    await review.add_comment("4", "Withdrawn later.")
+async def test_an_objection_needs_an_active_objection_among_the_comments_and_lists_them(review: Review) -> None:
+    await review.add_comment("4", "Withdrawn later.", weight="objection")
     (comment,) = await comments_of(review.db, review.task_id)
     await review.post(f"/comments/{comment.id}/withdraw", {})
     refused = await review.sign_off("approve_with_comments")
     assert refused.status_code == 422  # a withdrawn comment does not count
-    signed = await review.sign_off("object", statement="Section 4 conflicts with the Law on Foreigners.")
+    statement = "Section 4 conflicts with the Law on Foreigners."
+    refused = await review.sign_off("object", statement=statement)
+    assert refused.status_code == 422  # the withdrawn objection does not count either
+    assert "marked as an objection" in page_text(refused)
+    await review.add_comment("4", "Only a remark.")
+    assert (await review.sign_off("object", statement=statement)).status_code == 422
+    await review.add_comment("4", "Article 12 contradicts the Law on Foreigners.", weight="objection")
+    objection = [c for c in await comments_of(review.db, review.task_id) if c.weight == "objection"][-1]
+    signed = await review.sign_off("object", statement=statement)
     assert signed.status_code == 303
     (event,) = await events(review.db, "signoff.recorded")
-    assert event.data["statement"] == "Section 4 conflicts with the Law on Foreigners."
+    assert event.data["statement"] == statement
+    assert event.data["objections"] == [objection.id]
 
 
 async def test_after_sign_off_comments_are_refused(review: Review) -> None:

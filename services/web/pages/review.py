@@ -119,6 +119,7 @@ async def _render(
             "blank": review_view.BLANK,
             "paragraph_options": review_view.paragraph_options,
             "kind_options": review_view.kind_options,
+            "weight_options": review_view.weight_options,
             "decisions": list(Decision),
         },
         status_code=status_code,
