@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-smoke clean
+.PHONY: run test lint typecheck pytest pytest-shared pytest-alone bench bench-smoke messages clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ run: $(INSTALLED)
 	$(BIN)/roundtable dev --demo
 
 ## test: lint, type-check, the full suite (SQLite and PostgreSQL, real Temporal and SMTP), bench smoke
-test: lint typecheck pytest bench-smoke
+# Lint, the type check, the bench smoke and most of the suite run side by side (each target's output is
+# shown whole when it ends); the tests that bound time or a crash's repeats run alone after them.
+test: $(INSTALLED)
+	@$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck pytest-shared bench-smoke
+	@$(MAKE) --no-print-directory pytest-alone
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -28,9 +32,13 @@ typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
 # Two processes for most of the suite; the tests that bound time or a crash's repeats run alone after it,
-# so that the other process's load cannot make them fail.
-pytest: $(INSTALLED)
+# so that the other processes' load cannot make them fail.
+pytest: pytest-shared pytest-alone
+
+pytest-shared: $(INSTALLED)
 	$(BIN)/pytest -m "not serial"
+
+pytest-alone: $(INSTALLED)
 	$(BIN)/pytest -m serial -n 0
 
 ## bench: every benchmark at full size with its baselines, then one summary table (under 20 minutes)
@@ -40,6 +48,13 @@ bench: $(INSTALLED)
 ## bench-smoke: the same scripts at tiny sizes (under a minute), so they cannot rot
 bench-smoke: $(INSTALLED)
 	$(BIN)/python -m bench.run_all --smoke
+
+## messages: extract the pages' texts (babel.cfg) into the catalogs, then list what has no Albanian yet
+LOCALE := services/web/locale
+messages: $(INSTALLED)
+	$(BIN)/pybabel extract -F babel.cfg --add-location=file --no-wrap --project=Roundtable --version=0.1.0 --header-comment="# Made by make messages from babel.cfg: do not edit." -o $(LOCALE)/messages.pot .
+	$(BIN)/pybabel update -i $(LOCALE)/messages.pot -d $(LOCALE) -D messages --ignore-obsolete --no-wrap
+	$(BIN)/python -m services.web.locale.check || true
 
 clean:
 	rm -rf $(VENV) .roundtable .pytest_cache .mypy_cache .ruff_cache

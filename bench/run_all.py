@@ -11,7 +11,7 @@ import time
 
 from bench.common import PYTHON, REPO, RESULTS, Row, machine, render_table
 
-BENCHMARKS = ["launch_fanout", "deadline_storm", "reminder_storm", "review_load", "audit", "scale"]
+BENCHMARKS = ["launch_fanout", "deadline_storm", "reminder_storm", "review_load", "audit", "scale", "desk"]
 
 
 def main() -> int:

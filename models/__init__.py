@@ -16,9 +16,11 @@ from models.users import Credential, SignInFailure, User
 
 __all__ = [
     "AccessLink",
+    "AnswerText",
     "AuditChainHead",
     "AuditEvent",
     "Comment",
+    "CommentResponse",
     "Credential",
     "Document",
     "DocumentVersion",

@@ -81,7 +81,86 @@ class OrganisationRead(OrganisationBase):
     updated_at: datetime
 
 
+class ImportRejected(SQLModel):
+    """A line of an imported file that cannot be imported, and why (one entry per problem)."""
+
+    line: int = Field(description="The line of a CSV file, the row of a spreadsheet.")
+    reason: str
+
+
+class FieldChange(SQLModel):
+    field: str
+    old: str | None
+    new: str | None
+
+
+class ImportedOrganisation(SQLModel):
+    """An organisation the file adds to the registry."""
+
+    key: str
+    name_en: str
+    kind: str
+
+
+class ImportChange(SQLModel):
+    """An organisation the file changes: each field as it is and as it will be."""
+
+    key: str
+    name_en: str
+    changes: list[FieldChange]
+    restored: bool = Field(default=False, description="Archived, and brought back by the file.")
+
+
+class OpenRoundTouched(SQLModel):
+    """A contact of an open task whose address the file changes. The task's link keeps the contact it
+    has unless the import is confirmed for open rounds (`confirm_open_rounds`)."""
+
+    round_id: int
+    round_title: str
+    organisation_key: str
+    organisation_name: str
+    role: str = Field(description="focal_point or alternate")
+    current_email: str | None = Field(description="Who the open task's link is for now.")
+    new_email: str | None = Field(description="The registry's new address; null: removed from the registry.")
+    replaceable: bool = Field(
+        description="Whether confirming puts the new contact in place (false for a contact removed from "
+        "the registry: the task keeps that link)."
+    )
+
+
 class ImportResult(SQLModel):
+    """What an import did, or, for a dry run (the preview), what it would do: nothing is saved then."""
+
     created: int
     updated: int
     unchanged: int = 0
+    dry_run: bool = False
+    format: str = Field(default="csv", description="csv or xlsx")
+    sha256: str = Field(default="", description="SHA-256 of the file as uploaded.")
+    plan: str = Field(
+        default="",
+        description="A digest of what the import would change; confirming a preview with it refuses to "
+        "apply anything else (the registry changed meanwhile).",
+    )
+    ignored_columns: list[str] = Field(default_factory=list, description="Columns the import does not know.")
+    rejected: list[ImportRejected] = Field(default_factory=list)
+    open_rounds_touched: list[OpenRoundTouched] = Field(default_factory=list)
+    open_task_contacts_changed: int = Field(
+        default=0, description="Contacts of open tasks replaced (confirmed for open rounds)."
+    )
+    created_organisations: list[ImportedOrganisation] = Field(default_factory=list)
+    updated_organisations: list[ImportChange] = Field(default_factory=list)
+
+
+class OrganisationPage(SQLModel):
+    """One page of the registry as searched and filtered."""
+
+    organisations: list[OrganisationRead]
+    total: int = Field(description="Organisations that match, on every page.")
+    page: int
+    page_size: int
+    by_kind: dict[str, int] = Field(description="Matches of each kind, the kind filter left aside.")
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))

@@ -38,6 +38,11 @@ class OutboxMessage(SQLModel, table=True):
     )
     to_email: str = Field(max_length=320)
     to_name: str = Field(default="", max_length=300)
+    reply_to: str | None = Field(
+        default=None,
+        max_length=1000,
+        description='Whom a reply reaches ("Name <address>"), fixed with the decision; none if nobody.',
+    )
     language: Language = Field(sa_type=enum_column(Language, 5))
     context: dict[str, Any] = Field(
         default_factory=dict, sa_type=sa.JSON, description="The template's values, fixed by the decision."

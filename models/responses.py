@@ -71,9 +71,7 @@ class CommentResponseRead(ResponseBase):
     comment_id: int
     drafted_at: datetime
     published_at: datetime | None
-    stale: bool = Field(
-        default=False, description="The comment was edited after this answer was drafted."
-    )
+    stale: bool = Field(default=False, description="The comment was edited after this answer was drafted.")
 
 
 class AnswerTextBase(SQLModel):
@@ -130,3 +128,36 @@ class Clearance(SQLModel):
     approved: int = 0
     objections_open: int = 0
     objections_maintained: int = 0
+
+
+class RoundCommentRead(SQLModel):
+    """A comment as the coordinator answers it: `GET /api/v1/rounds/{id}/comments`."""
+
+    id: int
+    organisation_key: str
+    organisation_name: str
+    role: ConsultationRole
+    section: str
+    paragraph: str | None
+    type: str = Field(description="general, editorial, substantive or legal")
+    weight: str = Field(description="objection, proposal or remark")
+    text: str
+    proposed_wording: str | None
+    status: str = Field(description="active, or withdrawn by its author")
+    revision: int
+    author_email: str
+    created_at: datetime
+    updated_at: datetime
+    response: CommentResponseRead | None
+
+
+class PublicationRead(SQLModel):
+    """The answer to `POST /api/v1/rounds/{id}/responses/publish`."""
+
+    round_id: int
+    published: int = Field(description="Answers published now.")
+    letters: int = Field(
+        description="Feedback letters put in the outbox, one per contact of each organisation."
+    )
+    organisations: int
+    published_at: datetime

@@ -11,7 +11,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
-from models.responses import Clearance
 from models.enums import (
     CloseReason,
     ConsultationRole,
@@ -24,6 +23,7 @@ from models.enums import (
     SilenceMeaning,
     TaskStatus,
 )
+from models.responses import Clearance
 from models.types import UTCDateTime, enum_column, utcnow
 
 EARLIEST_REMINDER = time(7, 0)
@@ -95,7 +95,9 @@ class Round(SQLModel, table=True):
         default=SilenceMeaning.no_response, sa_type=enum_column(SilenceMeaning, 20)
     )
     reminder_policy: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    cover_message: str = Field(default="", sa_type=sa.Text, description="The coordinator's words in invitations.")
+    cover_message: str = Field(
+        default="", sa_type=sa.Text, description="The coordinator's words in invitations."
+    )
     contact_name: str = Field(default="", max_length=300, description="Who invitations come from.")
     contact_email: str | None = Field(
         default=None, max_length=320, description="Where replies to the round's email go (Reply-To)."
@@ -188,15 +190,57 @@ class RoundCreate(SQLModel):
         description='{"organisation_key": "approver" | "consulted"}; omitted keys: ministries approve, '
         "others are consulted.",
     )
-    cover_message: str = Field(default="", max_length=5000, description="The coordinator's words to invitees.")
+    cover_message: str = Field(
+        default="", max_length=5000, description="The coordinator's words to invitees."
+    )
     contact_name: str = Field(default="", max_length=300, description="The secretariat's name on its email.")
     contact_email: EmailAddress | None = Field(
         default=None, max_length=320, description="Replies to invitations go here (Reply-To)."
     )
 
-    @field_validator("title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before")
+    @field_validator(
+        "title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before"
+    )
     @classmethod
     def _strip_title(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
+
+
+class RoundUpdate(SQLModel):
+    """A draft round changed before it is launched: only the fields given change.
+
+    Who is consulted on what is worked out again when any of `document_version_id`, `organisation_keys`,
+    `organisation_kinds`, `section_numbers`, `assignments` or `roles` is given: organisations kept keep
+    their sections and role unless those are given (a new version: every section, unless given); new ones
+    get `section_numbers` (else every section) and the default role of their kind."""
+
+    title: str | None = Field(default=None, min_length=3, max_length=500)
+    purpose: str | None = Field(default=None, max_length=10_000)
+    document_version_id: int | None = None
+    deadline: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset.")
+    organisation_keys: list[str] | None = Field(
+        default=None, description="The organisations consulted from now on (with organisation_kinds)."
+    )
+    organisation_kinds: list[OrganisationKind] | None = None
+    section_numbers: list[str] | None = Field(
+        default=None, description="Sections every organisation without an assignment reviews."
+    )
+    assignments: dict[str, list[str]] | None = None
+    procedure: str | None = None
+    minimum_period_reason: str | None = Field(default=None, max_length=5000)
+    grace_period_hours: int | None = Field(default=None, ge=0, le=168)
+    silence_means: SilenceMeaning | None = None
+    reminder_policy: ReminderPolicy | None = None
+    roles: dict[str, ConsultationRole] | None = None
+    cover_message: str | None = Field(default=None, max_length=5000)
+    contact_name: str | None = Field(default=None, max_length=300)
+    contact_email: EmailAddress | None = Field(default=None, max_length=320, description="null clears it.")
+
+    @field_validator(
+        "title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before"
+    )
+    @classmethod
+    def _strip(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
 
 

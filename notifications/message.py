@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr, quote
 from functools import lru_cache
 
 from notifications.rendering import RenderedEmail
@@ -41,6 +41,7 @@ _OWN_HEADERS = frozenset(
     name.lower()
     for name in (
         "From",
+        "Reply-To",
         "To",
         "Subject",
         "Date",
@@ -65,6 +66,9 @@ class OutgoingEmail:
     # receiving side (and our own records) can recognise a duplicate.
     message_id: str
     headers: dict[str, str] = field(default_factory=dict)
+    # Whom a reply reaches, as a mailbox ("Name <address>", see `mailbox`): the sender's address is the
+    # service's own, which nobody reads.
+    reply_to: str | None = None
 
     @classmethod
     def from_rendered(
@@ -75,6 +79,7 @@ class OutgoingEmail:
         to_name: str,
         message_id: str,
         headers: dict[str, str] | None = None,
+        reply_to: str | None = None,
     ) -> OutgoingEmail:
         return cls(
             to_address=to_address,
@@ -84,6 +89,7 @@ class OutgoingEmail:
             html=rendered.html,
             message_id=message_id,
             headers=dict(headers or {}),
+            reply_to=reply_to,
         )
 
 
@@ -93,6 +99,17 @@ def message_id_for(purpose_key: str, domain: str = MESSAGE_ID_DOMAIN) -> str:
     if not local:
         raise ValueError(f"purpose key {purpose_key!r} has nothing usable in a Message-ID")
     return f"<{local}@{domain}>"
+
+
+def mailbox(name: str, address: str) -> str:
+    """ "Name <address>" as stored and configured (the name quoted, not encoded: encoding is the writer's
+    job), which `parseaddr` reads back as (name, address). ValueError for a name or an address that is not
+    one line, or an address this sender cannot use."""
+    _single_line("mailbox", name)
+    if not _ADDRESS.match(_single_line("mailbox", address)) or not address.isascii():
+        raise ValueError(f"{address!r} is not an address this sender can use")
+    name = name.strip()
+    return f'"{quote(name)}" <{address}>' if name else address
 
 
 def envelope_address(mailbox: str) -> str:
@@ -117,6 +134,7 @@ def serialize_message(
     boundary = _boundary(text_body, html_body)
     headers = [
         ("From", _from_header(mail_from)),
+        *([("Reply-To", _parsed_mailbox("Reply-To", email.reply_to))] if email.reply_to else []),
         ("To", _mailbox("To", email.to_name, email.to_address)),
         ("Subject", _unstructured("Subject", email.subject)),
         ("Date", format_datetime(date or datetime.now(UTC))),
@@ -155,6 +173,15 @@ def build_message(email: OutgoingEmail, mail_from: str, *, date: datetime | None
 def _from_header(mail_from: str) -> str:
     name, _ = parseaddr(mail_from)
     return _mailbox("From", name, envelope_address(mail_from))
+
+
+# A round's messages share one Reply-To: encoding it once per round, not per message.
+@lru_cache(maxsize=256)
+def _parsed_mailbox(header: str, value: str) -> str:
+    # Checked before parsing: parseaddr would read a line break as folding whitespace and let it pass.
+    _single_line(header, value)
+    name, address = parseaddr(value)
+    return _mailbox(header, name, address)
 
 
 def _single_line(header: str, value: str) -> str:

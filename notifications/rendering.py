@@ -1,8 +1,9 @@
 """Turns a message kind, a language and a context into the subject, text and HTML of one email.
 
-Templates live in ``templates/<kind>/<language>.{subject,txt,html}.j2``. A kind written only in English
-(``round_closed``, read by coordinators) falls back to ``en`` for every language, so callers never have to
-know which kinds are translated.
+Templates live in ``templates/<kind>/<language>.{subject,txt,html}.j2``: every kind is written in each
+language, subject line included, with the same context (tests/web/test_i18n.py holds them to it). The
+language is the recipient's: an organisation's contacts get theirs; the coordinator's messages go in
+English, the console's language. A template missing in a language falls back to ``en``.
 """
 
 from __future__ import annotations

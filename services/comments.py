@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.documents import Section
@@ -199,6 +199,14 @@ async def withdraw_comment(session: AsyncSession, *, token: str, comment_id: int
     await _commit_with_event(
         session, context, "comment.withdrawn", {"comment_id": comment.id, "ip": client.ip}
     )
+
+
+async def count_by_status(session: AsyncSession, *, round_id: int) -> dict[str, int]:
+    """A round's comments by status (active, withdrawn): what its page says before it links to the list."""
+    found = await session.exec(
+        select(Comment.status, func.count()).where(Comment.round_id == round_id).group_by(col(Comment.status))
+    )
+    return {str(status): count for status, count in found}
 
 
 async def list_comments(session: AsyncSession, *, round_id: int) -> list[CommentRead]:

@@ -36,7 +36,13 @@ from models.audit import SYSTEM_ACTOR
 from models.enums import Language, MessageKind, OutboxStatus, RoundStatus, TaskStatus
 from models.tables import ACCESS_LINKS, LINK_TOKENS, OUTBOX, REVIEW_TASKS, ROUNDS
 from models.types import utcnow
-from notifications.message import MESSAGE_ID_DOMAIN, OutgoingEmail, message_id_for
+from notifications.message import (
+    MESSAGE_ID_DOMAIN,
+    OutgoingEmail,
+    envelope_address,
+    mailbox,
+    message_id_for,
+)
 from notifications.rendering import render_email
 from notifications.sending import DeliveryResult, EmailSender
 from notifications.smtp import SmtpConfig
@@ -73,7 +79,9 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         password=settings.smtp_password,
         tls=str(settings.smtp_tls),
         connections=settings.smtp_connections,
-        mail_from=settings.mail_from,
+        # The secretariat's name on the service's address: recipients see who writes, and their replies
+        # go to the Reply-To each message carries.
+        mail_from=mailbox(settings.secretariat_name, envelope_address(settings.mail_from)),
     )
 
 
@@ -128,6 +136,7 @@ class _Taken:
     link_id: str | None
     to_email: str
     to_name: str
+    reply_to: str | None
     language: Language
     context: dict[str, Any]
     attempt: int
@@ -235,6 +244,7 @@ _DUE = (
         OUTBOX.c.link_id,
         OUTBOX.c.to_email,
         OUTBOX.c.to_name,
+        OUTBOX.c.reply_to,
         OUTBOX.c.language,
         OUTBOX.c.context,
         OUTBOX.c.attempts,
@@ -362,6 +372,7 @@ def _take(
                 link_id=row.link_id,
                 to_email=row.to_email,
                 to_name=row.to_name,
+                reply_to=row.reply_to,
                 language=Language(row.language),
                 context=context,
                 attempt=row.attempts + 1,
@@ -404,7 +415,7 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
         try:
             rendered = render_email(row.kind, row.language, context)
         except (TemplateError, ValueError, TypeError) as exc:
-            email = OutgoingEmail(row.to_email, row.to_name, "", "", "", message_id)
+            email = OutgoingEmail(row.to_email, row.to_name, "", "", "", message_id, reply_to=row.reply_to)
             failure = f"the message cannot be written: {exc}"
             recorder.add(_Written(row, email), DeliveryResult.failed(email, failure, retryable=False))
         else:
@@ -414,6 +425,7 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
                 to_name=row.to_name,
                 message_id=message_id,
                 headers=_headers(row.context),
+                reply_to=row.reply_to,
             )
             written.append(_Written(row, email))
         await asyncio.sleep(0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,9 +23,10 @@ from models.enums import ContactRole, Language, MessageKind, OutboxStatus
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink
-from models.rounds import Round
+from models.rounds import ReviewTask, Round
 from models.tables import ACCESS_LINKS, ORGANISATIONS, OUTBOX, REVIEW_TASKS
 from models.types import utcnow
+from models.users import User
 from services import links, outbox
 from services.audit import trail
 from services.audit.trail import NewEvent
@@ -46,8 +46,8 @@ def invitation_key(task_id: int, role: ContactRole | str) -> str:
 
 
 def sender_name(settings: Settings) -> str:
-    name, _address = parseaddr(settings.mail_from)
-    return name or "The consultation coordinator"
+    """Who signs the email: the name it comes from (its From:), so the two never disagree."""
+    return settings.secretariat_name
 
 
 async def issue(session: AsyncSession, *, round_: Round, settings: Settings) -> Issued:
@@ -272,6 +272,9 @@ class _Shared:
     timezone: str
     sender_name: str
     sections: dict[int, dict[str, str]]
+    cover_message: str = ""
+    coordinator_name: str = ""
+    coordinator_email: str = ""
     deadline_texts: dict[tuple[Language, str, datetime], str] = field(default_factory=dict)
 
     def deadline_text(self, language: Language, timezone: str | None, deadline: datetime) -> str:
@@ -290,9 +293,20 @@ class _Shared:
                 Section.document_version_id == round_.document_version_id
             )
         )
+        # Whom a focal point asks: the round's contact, else the coordinator who created it.
+        contact_name, contact_email = round_.contact_name or "", round_.contact_email or ""
+        if not contact_email and round_.created_by_id is not None:
+            creator = (
+                await session.exec(select(User.full_name, User.email).where(User.id == round_.created_by_id))
+            ).first()
+            if creator:
+                contact_name, contact_email = creator[0] or "", creator[1]
         return cls(
             round_id=round_.id or 0,
             round_title=round_.title,
+            cover_message=(round_.cover_message or "").strip(),
+            coordinator_name=" ".join(contact_name.split()),  # a name is one line, whatever was stored
+            coordinator_email=contact_email,
             timezone=round_.timezone,
             sender_name=sender_name(settings),
             sections={
@@ -311,6 +325,9 @@ def _invitation(contact: _Contact, shared: _Shared) -> Mail:
         "deadline_text": shared.deadline_text(contact.language, contact.timezone, contact.deadline),
         "sections": [shared.sections[section_id] for section_id in contact.section_ids],
         "sender_name": shared.sender_name,
+        "cover_message": shared.cover_message,
+        "coordinator_name": shared.coordinator_name,
+        "coordinator_email": shared.coordinator_email,
     }
     return Mail(
         key=invitation_key(contact.task_id, contact.role),
@@ -338,3 +355,29 @@ async def undeliverable(session: AsyncSession, *, round_id: int) -> dict[int, li
         if task_id is not None:
             refused.setdefault(task_id, []).append(f"{email}: {error}")
     return refused
+
+
+async def example_invitation(
+    session: AsyncSession,
+    *,
+    round_: Round,
+    task: ReviewTask,
+    organisation: Organisation,
+    language: Language,
+    settings: Settings,
+) -> Mail:
+    """The invitation the focal point of `task` would get in `language`, built as a launch builds it but
+    for no link (the console's preview adds an example link in place of the personal one)."""
+    contact = _Contact(
+        link_id="",
+        task_id=task.id or 0,
+        role=ContactRole.focal_point,
+        email=organisation.focal_point_email,
+        name=organisation.focal_point_name,
+        section_ids=task.section_ids,
+        organisation_name=organisation_name(organisation, language),
+        language=language,
+        timezone=organisation.timezone,
+        deadline=task.deadline,
+    )
+    return _invitation(contact, await _Shared.of(session, round_, settings))

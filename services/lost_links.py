@@ -193,6 +193,7 @@ def _message(address: str, held: list[_Held], now: datetime, settings: Settings)
         items=items,
         round_id=first.round_id,
         task_id=first.task_id if len({each.task_id for each in held}) == 1 else None,
+        about_rounds=tuple(sorted({each.round_id for each in held})),
     )
 
 
@@ -245,6 +246,7 @@ def _mail(
     items: list[dict[str, Any]],
     round_id: int | None,
     task_id: int | None,
+    about_rounds: tuple[int, ...] = (),
 ) -> Mail:
     return Mail(
         key=message_key(address, now),
@@ -255,6 +257,7 @@ def _mail(
         context={"contact_name": to_name, "items": items, "sender_name": sender_name(settings)},
         round_id=round_id,
         task_id=task_id,
+        about_rounds=about_rounds,
     )
 
 

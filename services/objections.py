@@ -45,7 +45,8 @@ async def register(session: AsyncSession, *, round_id: int) -> list[ObjectionRea
         raise NotFound(f"round {round_id} does not exist")
     rows = (
         await session.exec(
-            select(Comment, Section.number, Organisation, ReviewTask.role, CommentResponse)
+            # sqlmodel's select() is typed for four columns at most
+            select(Comment, Section.number, Organisation, ReviewTask.role, CommentResponse)  # type: ignore[call-overload]
             .join(Section, col(Section.id) == Comment.section_id)
             .join(ReviewTask, col(ReviewTask.id) == Comment.task_id)
             .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
@@ -74,6 +75,11 @@ async def register(session: AsyncSession, *, round_id: int) -> list[ObjectionRea
         )
         for comment, number, organisation, role, response in rows
     ]
+
+
+def _where(objection: ObjectionRead) -> str:
+    paragraph = f", paragraph {objection.paragraph}" if objection.paragraph else ""
+    return f"section {objection.section}{paragraph}"
 
 
 async def clearance(session: AsyncSession, *, round_id: int) -> Clearance:
@@ -105,10 +111,14 @@ async def clearance(session: AsyncSession, *, round_id: int) -> Clearance:
     open_ = [objection for objection in objections if objection.state == ObjectionState.open]
     maintained = [objection for objection in objections if objection.state == ObjectionState.maintained]
     for objection in open_:
-        where = f"section {objection.section}" + (f", paragraph {objection.paragraph}" if objection.paragraph else "")
+        where = f"section {objection.section}" + (
+            f", paragraph {objection.paragraph}" if objection.paragraph else ""
+        )
         blocking.append(f"Objection of {objection.organisation_name} on {where} is not answered yet.")
     for objection in maintained:
-        where = f"section {objection.section}" + (f", paragraph {objection.paragraph}" if objection.paragraph else "")
+        where = f"section {objection.section}" + (
+            f", paragraph {objection.paragraph}" if objection.paragraph else ""
+        )
         blocking.append(
             f"Objection of {objection.organisation_name} on {where} is maintained: "
             f"the answer was {str(objection.response).replace('_', ' ')}."

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+import sqlalchemy as sa
+from sqlalchemy import bindparam, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import Language, MessageKind, OutboxStatus
 from models.outbox import OutboxMessage, OutboxMessageRead
-from models.tables import OUTBOX
+from models.tables import OUTBOX, ROUNDS
 from models.types import utcnow
+from models.users import User
+from notifications.message import mailbox
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,9 @@ GATHER_SECONDS = 0.02
 messages on the wire and those answered in this time."""
 RECORD_ATTEMPTS = 5
 """Tries at recording what the server accepted before the attempt gives up (and its lease lapses)."""
+USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
+REPLY_TO_LENGTH = 1000
+"""The outbox column's length; a contact whose quoted name would not fit is named by its address alone."""
 # The loop keeps only weak references to tasks: a recorder still writing after its caller was cancelled
 # must not be collected half-way.
 _RUNNING: set[asyncio.Task[Any]] = set()
@@ -52,6 +59,9 @@ class Mail:
     task_id: int | None = None
     link_id: str | None = None
     """The review link the message carries; its token is made when the message is delivered."""
+    about_rounds: tuple[int, ...] = ()
+    """The rounds a message about several tasks speaks of (a day's reminder), when not only `round_id`'s:
+    it has their Reply-To if they share one, else none (one coordinator must not get another's replies)."""
 
 
 async def enqueue(session: AsyncSession, *, mails: Sequence[Mail]) -> None:
@@ -60,7 +70,8 @@ async def enqueue(session: AsyncSession, *, mails: Sequence[Mail]) -> None:
     if not mails:
         return
     now = utcnow()
-    rows = [_row(mail, now) for mail in mails]
+    reply_to = await _reply_tos(session, mails)
+    rows = [_row(mail, now, reply_to) for mail in mails]
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     await session.exec(dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"]), params=rows)
 
@@ -72,14 +83,17 @@ async def enqueue_new(session: AsyncSession, *, mails: Sequence[Mail]) -> set[st
         return set()
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     now = utcnow()
+    reply_to = await _reply_tos(session, mails)
     # Many rows and RETURNING in one executemany: SQLAlchemy batches them into multi-row statements
     # ("insertmanyvalues") of a size the database takes, compiled once.
     statement = dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"]).returning(OUTBOX.c.key)
-    result = await session.exec(statement, params=[_row(mail, now) for mail in mails])
+    result = await session.exec(statement, params=[_row(mail, now, reply_to) for mail in mails])
     return set(result.scalars())
 
 
-def _row(mail: Mail, now: datetime) -> dict[str, Any]:
+def _row(mail: Mail, now: datetime, reply_to: dict[int, str | None]) -> dict[str, Any]:
+    rounds = mail.about_rounds or ((mail.round_id,) if mail.round_id is not None else ())
+    shared = {reply_to.get(round_id) for round_id in rounds}
     return {
         "key": mail.key,
         "kind": mail.kind,
@@ -88,6 +102,7 @@ def _row(mail: Mail, now: datetime) -> dict[str, Any]:
         "link_id": mail.link_id,
         "to_email": mail.to_email,
         "to_name": mail.to_name,
+        "reply_to": shared.pop() if len(shared) == 1 else None,
         "language": mail.language,
         "context": mail.context,
         "status": OutboxStatus.pending,
@@ -97,6 +112,49 @@ def _row(mail: Mail, now: datetime) -> dict[str, Any]:
         "subject": "",
         "created_at": now,
     }
+
+
+_ROUND_REPLY_TO = (
+    sa.select(ROUNDS.c.id, ROUNDS.c.contact_name, ROUNDS.c.contact_email, USERS.c.full_name, USERS.c.email)
+    .outerjoin(USERS, USERS.c.id == ROUNDS.c.created_by_id)
+    .where(ROUNDS.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+async def _reply_tos(session: AsyncSession, mails: Sequence[Mail]) -> dict[int, str | None]:
+    """Per round the mails speak of, whom replies reach: its contact, else the coordinator who created it.
+
+    Fixed on the row with the decision, as its context is: a retry says what was decided, and a resend,
+    being a decision of its own, names whoever answers for the round then. Asked even when no mail is
+    about a round, so that a decision costs the same whatever its mails are (a lost-link request must not
+    tell by its time whether the address has links)."""
+    ids = sorted(
+        {round_id for mail in mails for round_id in mail.about_rounds}
+        | {mail.round_id for mail in mails if mail.round_id is not None}
+    )
+    connection = await session.connection()
+    found = await connection.execute(_ROUND_REPLY_TO, {"ids": ids})
+    return {
+        round_id: _reply_to((contact_name, contact_email), (full_name or "", user_email))
+        for round_id, contact_name, contact_email, full_name, user_email in found
+    }
+
+
+def _reply_to(*candidates: tuple[str, str | None]) -> str | None:
+    """The first candidate with an address the sender can use, its name made one line: a name is shown
+    in a header, where a line break would begin another header."""
+    for name, address in candidates:
+        if not address:
+            continue
+        one_line = " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in name).split())
+        for shown in (one_line, ""):
+            try:
+                value = mailbox(shown, address)
+            except ValueError:
+                break  # the address itself is unusable: the next candidate's may not be
+            if len(value) <= REPLY_TO_LENGTH:
+                return value
+    return None
 
 
 @dataclass(frozen=True)

@@ -505,4 +505,5 @@ class _Digests:
             # asleep.
             round_id=self.deciding_round,
             task_id=first.timing.task_id if len(items) == 1 else None,
+            about_rounds=tuple(sorted({item.timing.round.id for item in items})),
         )

@@ -65,8 +65,10 @@ async def sign_off(
             )
         )
     ).all()
-    active_comments = [comment_id for comment_id, _ in active]
-    objection_ids = sorted(comment_id for comment_id, weight in active if weight == CommentWeight.objection)
+    active_comments = [comment_id or 0 for comment_id, _ in active]
+    objection_ids = sorted(
+        comment_id or 0 for comment_id, weight in active if weight == CommentWeight.objection
+    )
     if data.decision == Decision.approve_with_comments and not active_comments:
         raise InvalidInput("'Approve with comments' needs at least one comment; add your comments first")
     if data.decision == Decision.object and not data.statement:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case
+from sqlalchemy import case, delete
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,6 +23,8 @@ from models.rounds import (
     RoundCreate,
     RoundListItem,
     RoundRead,
+    RoundUpdate,
+    TaskReminder,
     TaskSummary,
     default_role,
 )
@@ -184,7 +187,9 @@ def _section_ids(by_number: dict[str, Section], numbers: list[str], where: str) 
     return [by_number[number].id or 0 for number in dict.fromkeys(numbers)]
 
 
-async def _organisations_to_consult(session: AsyncSession, data: RoundCreate) -> list[Organisation]:
+async def _organisations_to_consult(
+    session: AsyncSession, data: RoundCreate | RoundUpdate
+) -> list[Organisation]:
     chosen: dict[str, Organisation] = {}
     if data.organisation_keys:
         chosen.update(await resolve_keys(session, keys=data.organisation_keys))
@@ -202,6 +207,224 @@ async def _organisations_to_consult(session: AsyncSession, data: RoundCreate) ->
     if not chosen:
         raise InvalidInput("no organisations to consult: the registry is empty or none matched")
     return sorted(chosen.values(), key=lambda organisation: organisation.key)
+
+
+@dataclass(frozen=True)
+class PlannedPeriod:
+    """A deadline as the coordinator plans it: the working days it leaves from today, against the
+    procedure's minimum (a shorter period needs a reason) and maximum."""
+
+    working_days: int
+    minimum_working_days: int
+    maximum_working_days: int | None
+    procedure_name: str
+
+    @property
+    def too_short(self) -> bool:
+        return self.working_days < self.minimum_working_days
+
+
+def planned_period(
+    *, deadline: datetime, procedure_key: str, jurisdiction: str, timezone: str, now: datetime | None = None
+) -> PlannedPeriod:
+    """The working days from today (in `timezone`) to the deadline's day, as create_round counts them."""
+    procedure = get_procedure(procedure_key)
+    jurisdiction = working_days.check_jurisdiction(jurisdiction)
+    period = working_days.working_days_between(
+        jurisdiction,
+        working_days.local_date(now or utcnow(), timezone),
+        working_days.local_date(deadline, timezone),
+    )
+    return PlannedPeriod(
+        working_days=period,
+        minimum_working_days=procedure.minimum_working_days,
+        maximum_working_days=procedure.maximum_working_days,
+        procedure_name=procedure.name,
+    )
+
+
+_TASK_FIELDS = frozenset(
+    {
+        "document_version_id",
+        "organisation_keys",
+        "organisation_kinds",
+        "section_numbers",
+        "assignments",
+        "roles",
+    }
+)
+_NULLABLE_TEXT = {"purpose": "", "cover_message": "", "contact_name": ""}
+
+
+def _draft_of(round_: Round, round_id: int) -> Round:
+    if round_.status != RoundStatus.draft:
+        raise Conflict(
+            f"round {round_id} is {round_.status}: only a draft round (not yet launched) can be changed "
+            "or deleted"
+        )
+    return round_
+
+
+@transactional
+async def update_draft(session: AsyncSession, *, round_id: int, data: RoundUpdate, actor: Actor) -> RoundRead:
+    """Change a draft round: the fields given, and who is consulted on what when any of those is given
+    (see RoundUpdate; `section_numbers` given as null means every section). Refused with 409 once the
+    round is launched."""
+    round_ = _draft_of(await get_round_row(session, round_id=round_id, lock=True), round_id)
+    given = set(data.model_fields_set)
+    # null for a field that cannot be empty means "unchanged"; for the others, "cleared".
+    for name in (
+        "title",
+        "document_version_id",
+        "deadline",
+        "procedure",
+        "grace_period_hours",
+        "silence_means",
+    ):
+        if name in given and getattr(data, name) is None:
+            given.discard(name)
+    for name in ("title", "purpose", "cover_message", "contact_name", "grace_period_hours", "silence_means"):
+        if name in given:
+            value = getattr(data, name)
+            setattr(round_, name, _NULLABLE_TEXT.get(name, value) if value is None else value)
+    if "contact_email" in given:
+        round_.contact_email = str(data.contact_email) if data.contact_email else None
+    if "minimum_period_reason" in given:
+        round_.minimum_period_reason = data.minimum_period_reason or None
+    if "procedure" in given:
+        round_.procedure = get_procedure(data.procedure or "").key
+    if "reminder_policy" in given:
+        policy = data.reminder_policy or ReminderPolicy(
+            working_days_before=list(get_procedure(round_.procedure).reminder_working_days_before),
+            at=get_procedure(round_.procedure).reminder_at,
+        )
+        round_.reminder_policy = policy.model_dump()
+    if "deadline" in given:
+        assert data.deadline is not None
+        if data.deadline <= utcnow():
+            raise InvalidInput("the deadline must be in the future")
+        round_.deadline = data.deadline
+    period = period_of(round_, now=utcnow())
+    check_period(
+        procedure_key=round_.procedure,
+        period=period,
+        reason=round_.minimum_period_reason,
+        when="the deadline",
+    )
+    consulted: list[str] | None = None
+    if given & _TASK_FIELDS:
+        consulted = await _replan_tasks(session, round_, data, given)
+    elif "deadline" in given:
+        for task in (await session.exec(select(ReviewTask).where(ReviewTask.round_id == round_id))).all():
+            task.deadline = round_.deadline
+            session.add(task)
+    session.add(round_)
+    event: dict[str, object] = {
+        "changed": sorted(given),
+        **data.model_dump(mode="json", include=given - _TASK_FIELDS),
+        "period_working_days": period,
+    }
+    if consulted is not None:
+        event["organisations"] = consulted
+    await trail.append(session, actor=actor, action="round.updated", round_id=round_id, data=event)
+    await session.commit()
+    return await get_round(session, round_id=round_id)
+
+
+async def _replan_tasks(
+    session: AsyncSession, round_: Round, data: RoundUpdate, given: set[str]
+) -> list[str]:
+    """The draft's tasks again: who is consulted, on which sections, in which role. Returns the keys."""
+    assert round_.id is not None
+    existing = {
+        organisation.key: (task, organisation)
+        for task, organisation in (
+            await session.exec(
+                select(ReviewTask, Organisation)
+                .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
+                .where(ReviewTask.round_id == round_.id)
+            )
+        ).all()
+    }
+    version_id = data.document_version_id if "document_version_id" in given else None
+    new_version = version_id is not None and version_id != round_.document_version_id
+    if version_id is not None:
+        round_.document_version_id = version_id
+    sections = await sections_of_version(session, version_id=round_.document_version_id)
+    by_number = {section.number: section for section in sections}
+    every_section = [section.id or 0 for section in sections]
+    # Given as null, section_numbers means every section, as it does when a round is created.
+    default_ids: list[int] | None = None
+    if "section_numbers" in given:
+        chosen = data.section_numbers
+        default_ids = every_section if chosen is None else _section_ids(by_number, chosen, "section_numbers")
+    if data.organisation_keys is not None or data.organisation_kinds is not None:
+        organisations = await _organisations_to_consult(session, data)
+    else:
+        organisations = sorted(
+            (organisation for _task, organisation in existing.values()),
+            key=lambda organisation: organisation.key,
+        )
+    keys = {organisation.key for organisation in organisations}
+    for field_name, named in (("assignments", data.assignments), ("roles", data.roles)):
+        unknown = sorted(set(named or {}) - keys)
+        if unknown:
+            raise InvalidInput(
+                f"{field_name} name organisations that are not consulted in this round: " + ", ".join(unknown)
+            )
+    assigned = {
+        key: _section_ids(by_number, numbers, f"assignments[{key}]")
+        for key, numbers in (data.assignments or {}).items()
+    }
+    for key, (dropped, _organisation) in existing.items():
+        if key not in keys:
+            await session.delete(dropped)
+    for organisation in organisations:
+        found = existing.get(organisation.key)
+        task: ReviewTask | None = found[0] if found is not None else None
+        if organisation.key in assigned:
+            section_ids = assigned[organisation.key]
+        elif default_ids is not None:
+            section_ids = default_ids
+        elif task is not None and not new_version:
+            section_ids = task.section_ids
+        else:
+            section_ids = every_section
+        role = (data.roles or {}).get(organisation.key)
+        if task is None:
+            task = ReviewTask(
+                round_id=round_.id,
+                organisation_id=organisation.id or 0,
+                role=role or default_role(organisation.kind),
+                section_ids=section_ids,
+                deadline=round_.deadline,
+            )
+        else:
+            task.section_ids = list(section_ids)
+            task.role = role or task.role
+            task.deadline = round_.deadline
+        session.add(task)
+    await session.flush()
+    return sorted(keys)
+
+
+@transactional
+async def delete_draft(session: AsyncSession, *, round_id: int, actor: Actor) -> None:
+    """Delete a draft round and its tasks (nobody was invited: nothing else of it exists). The audit
+    trail keeps its creation, its changes and its deletion. Refused with 409 once the round is launched."""
+    round_ = _draft_of(await get_round_row(session, round_id=round_id, lock=True), round_id)
+    tasks = (await session.exec(select(func.count()).where(ReviewTask.round_id == round_id))).one()
+    await session.exec(delete(TaskReminder).where(col(TaskReminder.round_id) == round_id))
+    await session.exec(delete(ReviewTask).where(col(ReviewTask.round_id) == round_id))
+    await session.delete(round_)
+    await trail.append(
+        session,
+        actor=actor,
+        action="round.deleted",
+        round_id=round_id,
+        data={"title": round_.title, "organisations": tasks, "deadline": round_.deadline.isoformat()},
+    )
+    await session.commit()
 
 
 async def get_round(session: AsyncSession, *, round_id: int) -> RoundRead:

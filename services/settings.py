@@ -60,7 +60,15 @@ class Settings(BaseSettings):
     smtp_tls: SmtpTls = Field(default=SmtpTls.none, description="none, starttls or tls (implicit TLS).")
     smtp_connections: int = Field(default=8, ge=1, le=64, description="SMTP connections a batch reuses.")
     mail_from: str = Field(
-        default="Roundtable <roundtable@localhost>", description="From: header of every email."
+        default="Roundtable <roundtable@localhost>",
+        description="The address every email comes from (the From: header's and the envelope's).",
+    )
+    secretariat_name: str = Field(
+        default="Consultation secretariat",
+        min_length=1,
+        max_length=300,
+        description="The From: header's name on every email, and its signature; replies go to the round's "
+        "contact (Reply-To), not to the mail_from address.",
     )
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base URL in emailed links, without a trailing slash."
@@ -72,7 +80,9 @@ class Settings(BaseSettings):
     environment: Environment = Field(
         default=Environment.production, description="production|development|test"
     )
-    timezone: str = Field(default="UTC", description="IANA zone in which deadlines are shown to people.")
+    timezone: str = Field(
+        default="Europe/Tirane", description="IANA zone in which the console shows times and reads them."
+    )
     data_dir: str = Field(default=".roundtable", description="Run-time data of `roundtable dev`.")
     mail_batch_size: int = Field(
         default=200, ge=1, le=2000, description="Emails one delivery activity sends before re-planning."

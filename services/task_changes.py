@@ -278,6 +278,18 @@ async def replace_contact(
 ) -> TaskRead:
     """Put someone else in a contact's place for this round: the old person's link stops working at once
     (it stays on record, revoked), the new one gets a link of their own and an invitation."""
+    await replace_contact_in_transaction(
+        session, round_id=round_id, key=key, data=data, actor=actor, settings=settings
+    )
+    await session.commit()
+    return await _task_read(session, round_id, key)
+
+
+async def replace_contact_in_transaction(
+    session: AsyncSession, *, round_id: int, key: str, data: ContactReplace, actor: Actor, settings: Settings
+) -> None:
+    """replace_contact's change and its audit event, in the caller's transaction, which commits it (a
+    registry import that changes the contacts of open tasks with the registry, all or nothing)."""
     round_ = await _open_round(session, round_id)
     task, _organisation = await _task_of(session, round_id, key)
     if task.status not in OPEN_TASK_STATUSES:
@@ -323,8 +335,6 @@ async def replace_contact(
             "reason": data.reason,
         },
     )
-    await session.commit()
-    return await _task_read(session, round_id, key)
 
 
 @transactional

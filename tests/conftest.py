@@ -245,7 +245,11 @@ async def stack(
     auditor = await create_account(db, "auditor@audit.example", Role.auditor)
     async with (
         WorkerHandle(temporal_env.client, db, stack_settings) as worker,
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http,
+        # A browser that chose English on the pages (the fixture's organisations work in Albanian, and
+        # the tests read the review pages' English words); tests/web/test_i18n.py reads them in Albanian.
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", cookies={"rt_lang": "en"}
+        ) as http,
     ):
         yield Stack(
             settings=stack_settings,

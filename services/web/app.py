@@ -17,9 +17,29 @@ from fastapi.templating import Jinja2Templates
 from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings, get_settings
-from services.web import access, errors
-from services.web.api import audit, documents, extension_requests, health, me, organisations, rounds, tasks
-from services.web.pages import console, devmail, lost_link, review
+from services.web import access, csrf, errors, i18n
+from services.web.api import (
+    audit,
+    comments,
+    documents,
+    exports,
+    extension_requests,
+    health,
+    me,
+    organisations,
+    rounds,
+    tasks,
+)
+from services.web.pages import (
+    console,
+    console_answers,
+    console_registry,
+    console_report,
+    console_wizard,
+    devmail,
+    lost_link,
+    review,
+)
 from services.web.routes import PublicRoute
 from services.web.state import AppState
 from workflows.client import Scheduler
@@ -28,30 +48,43 @@ WEB_DIR = Path(__file__).parent
 
 
 def build_templates(settings: Settings) -> Jinja2Templates:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(WEB_DIR / "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        # In production the templates never change under a running process: checking every template's
-        # file on disk for every page rendered is wasted work there.
-        auto_reload=not settings.is_production,
-        extensions=["jinja2.ext.i18n"],
-    )
-    environment.install_null_translations(newstyle=True)  # type: ignore[attr-defined]
+    """The pages' templates: an environment per language (i18n.Translated compiles each language's words
+    into its templates), the same filters in each."""
 
     # Babel takes tens of microseconds a date, and the same few dates (a round's deadline, a task's
     # comments) come back on every rendering of a page.
     @functools.lru_cache(maxsize=4096)
-    def when(moment: datetime | None, timezone: str | None = None, language: str = "en") -> str:
-        """In `timezone` (a person's), else the deployment's."""
-        return when_text(moment, timezone=timezone or settings.timezone, language=language) if moment else ""
+    def localised(moment: datetime, timezone: str, language: str) -> str:
+        return when_text(moment, timezone=timezone, language=language)
 
-    environment.filters["when"] = when
-    environment.filters["short_hash"] = lambda digest: f"{digest[:12]}…" if digest else ""
-    environment.filters["label"] = lambda value: str(value).replace("_", " ")
-    return Jinja2Templates(env=environment)
+    environments = {}
+    for language in i18n.LANGUAGES:
+        environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(WEB_DIR / "templates"),
+            autoescape=jinja2.select_autoescape(["html"]),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            # In production the templates never change under a running process: checking every template's
+            # file on disk for every page rendered is wasted work there.
+            auto_reload=not settings.is_production,
+            extensions=[i18n.Translated],
+        )
+        i18n.install(environment, language)  # its words, and the filters `tr` and `number`
+
+        def when(moment: datetime | None, timezone: str | None = None, *, language: str = language) -> str:
+            """In `timezone` (a person's), else the deployment's; in the page's language."""
+            return localised(moment, timezone or settings.timezone, language) if moment else ""
+
+        def label(value: object, *, language: str = language) -> str:
+            """An enum's value as words (deadline_passed: "deadline passed"), in the page's language."""
+            return i18n.translated(language, str(value).replace("_", " "))
+
+        environment.filters["when"] = when
+        environment.filters["label"] = label
+        environment.filters["short_hash"] = lambda digest: f"{digest[:12]}…" if digest else ""
+        environments[language] = environment
+    return i18n.Templates(environments=environments, secure_cookies=csrf.secure_cookies(settings))
 
 
 def create_app(
@@ -84,6 +117,8 @@ def create_app(
     # paths they are served at.
     for module in (
         organisations,
+        comments,
+        exports,
         documents,
         rounds,
         tasks,
@@ -93,7 +128,11 @@ def create_app(
         health,
         review,
         lost_link,
+        console_wizard,  # before console: /rounds/new is no {round_id}
         console,
+        console_registry,
+        console_report,
+        console_answers,
     ):
         app.include_router(module.router)
     if settings.environment != "production":

@@ -16,17 +16,20 @@ from models.enums import OrganisationKind
 from models.extensions import ExtensionRequestRead
 from models.organisations import Organisation
 from models.outbox import OutboxMessageRead
-from models.reviews import CommentRead, SignOffRead
+from models.reviews import SignOffRead
 from models.rounds import RoundRead, TaskRead
-from services import comments, documents, extension_requests, outbox, reports, rounds, tasks
+from services import comments, dashboard, documents, reports
+from services.dashboard import Dashboard
 from services.procedures import Procedure, all_procedures
 
 
 @dataclass(frozen=True)
 class RoundOverview:
-    """Everything the coordinator's round page shows: status, tasks, sign-off register, comment matrix."""
+    """Everything the coordinator's round page shows: the dashboard (progress, a row per organisation
+    with its actions, comments per section, the timeline), the sign-off register and the comments."""
 
     round: RoundRead
+    dashboard: Dashboard
     document_id: int
     document_title: str
     version_number: int
@@ -35,7 +38,8 @@ class RoundOverview:
     organisation_names: dict[str, str]
     """Organisation key -> English name, for every organisation of the round."""
     sign_offs: list[SignOffRead]
-    comments: list[CommentRead]
+    comment_counts: dict[str, int]
+    """Comments by status (active, withdrawn); the answers page lists them, a page at a time."""
     emails: dict[int | None, list[OutboxMessageRead]]
     """Every email of the round by task id (None: the round's own, such as the closing notice)."""
     tasks: dict[str, TaskRead] = field(default_factory=dict)
@@ -73,8 +77,21 @@ class RoundFormChoices:
         return sum(self.organisations_by_kind.values())
 
 
-async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOverview:
-    detail = await rounds.get_round(session, round_id=round_id)
+async def round_overview(
+    session: AsyncSession,
+    *,
+    round_id: int,
+    query: str = "",
+    status: str = "",
+    page: int | None = None,
+    focus: str | None = None,
+) -> RoundOverview:
+    """The round page: the dashboard (its table searched, filtered and paged as asked; `focus` the row
+    an action was just taken on) and what the page shows below it."""
+    board = await dashboard.build(
+        session, round_id=round_id, query=query, status=status, page=page, focus=focus
+    )
+    detail = board.round
     version = await session.get(DocumentVersion, detail.document_version_id)
     assert version is not None  # a round's version is a foreign key
     document = await session.get(Document, version.document_id)
@@ -86,18 +103,20 @@ async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOvervi
             .order_by(col(Section.position))
         )
     ).all()
+    consulted = {task.organisation_key for task in detail.tasks}
     return RoundOverview(
         round=detail,
+        dashboard=board,
         document_id=document.id or 0,
         document_title=document.title,
         version_number=version.number,
         section_headings=dict(headings),
         organisation_names={task.organisation_key: task.organisation_name for task in detail.tasks},
         sign_offs=await reports.list_sign_offs(session, round_id=round_id),
-        comments=await comments.list_comments(session, round_id=round_id),
-        emails=_by_task(await outbox.messages_of_round(session, round_id=round_id)),
-        tasks={task.organisation_key: task for task in await tasks.list_tasks(session, round_id=round_id)},
-        requests=list(reversed(await extension_requests.list_requests(session, round_id=round_id))),
+        comment_counts=await comments.count_by_status(session, round_id=round_id),
+        emails=board.emails,
+        tasks=board.timings,
+        requests=board.requests,
         not_consulted=[
             (key, name)
             for key, name in (
@@ -107,16 +126,9 @@ async def round_overview(session: AsyncSession, *, round_id: int) -> RoundOvervi
                     .order_by(col(Organisation.name_en))
                 )
             ).all()
-            if key not in {task.organisation_key for task in detail.tasks}
+            if key not in consulted
         ],
     )
-
-
-def _by_task(messages: list[OutboxMessageRead]) -> dict[int | None, list[OutboxMessageRead]]:
-    grouped: dict[int | None, list[OutboxMessageRead]] = {}
-    for message in messages:
-        grouped.setdefault(message.task_id, []).append(message)
-    return grouped
 
 
 async def new_round_choices(session: AsyncSession) -> RoundFormChoices:

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.users import CredentialKind
 from notifications.mailbox import DevMailbox
-from services import users
+from services import organisations, users
 from services.db import Database
 from services.errors import Unauthorized
 from services.links import ClientInfo
@@ -108,8 +108,24 @@ OrganisationKeyPath = Annotated[
 SeqQuery = Annotated[int, Query(ge=0, le=MAX_ID, description="Events after this seq; 0 for the start.")]
 LimitQuery = Annotated[int, Query(ge=1, le=1000)]
 ActionQuery = Annotated[str | None, Query(max_length=64, description="Only events of this action.")]
+FilterQuery = Annotated[str, Query(max_length=200, description="A list's filter or search words.")]
+PageQuery = Annotated[str, Query(alias="page", max_length=6, description="The page of a long list, from 1.")]
 CountQuery = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 PageNumberQuery = Annotated[int, Query(ge=1, le=MAX_ID)]
+ListPageQuery = Annotated[int, Query(alias="page", ge=1, le=MAX_ID, description="The page, from 1.")]
+RegistrySearchQuery = Annotated[
+    str, Query(max_length=organisations.MAX_SEARCH_LENGTH, description="Part of a name, key or address.")
+]
+DryRunQuery = Annotated[
+    bool, Query(description="Only say what the import would do (the preview); nothing is saved.")
+]
+ConfirmOpenRoundsQuery = Annotated[
+    bool,
+    Query(
+        description="Also replace the contacts of open tasks whose addresses the file changes (the old "
+        "link is revoked, the new contact invited); without it those tasks keep their contacts."
+    ),
+]
 
 # Uploads to the API.
 UploadedFile = Annotated[UploadFile, File()]

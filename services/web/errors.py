@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.errors import DomainError, ServiceUnavailable, TooManyRequests
+from services.web.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,26 @@ def _body(error: str, detail: str, problems: list[str] | None = None) -> dict[st
 
 LINK_REFUSALS = frozenset({"invalid_link", "link_revoked"})
 """Errors of a review link that does not open: their page points to the lost-link page."""
+PAGE_TITLES = (
+    N_("Invalid link"),
+    N_("Link revoked"),
+    N_("Not found"),
+    N_("Forbidden"),
+    N_("Unauthorized"),
+    N_("Conflict"),
+    N_("Invalid input"),
+    N_("Bad request"),
+    N_("Csrf failed"),
+    N_("Too many requests"),
+    N_("Too large"),
+    N_("Unavailable"),
+    N_("Round closed"),
+    N_("Deadline passed"),
+    N_("Already signed off"),
+    N_("Comment withdrawn"),
+)
+"""The titles the error page gives the errors people meet most (an error's code in words), for the
+catalogs: the page shows each in its language."""
 
 
 def _page(
@@ -177,11 +198,16 @@ def _page(
 _REQUEST_PARTS = ("body", "query", "path")
 
 
+def _as_written(text: str) -> str:
+    return text
+
+
 def describe_validation(
     exc: RequestValidationError | ValidationError,
     *,
     labels: Mapping[str, str] | None = None,
     messages: Mapping[str, str] | None = None,
+    translate: Callable[[str], str] = _as_written,
 ) -> list[str]:
     """What is wrong, one line per problem: the one translator of validation errors, for the API and every
     form.
@@ -189,7 +215,8 @@ def describe_validation(
     Without `labels` (programs, and forms that name no fields), each problem is its field's dotted place
     and the validation's own words: "title: String should have at least 3 characters". A form for people
     passes its field labels and gets words for them: "Your title or position: give at least 2 characters";
-    `messages` gives the whole line for a field (`name`) or for one kind of error on it (`name.type`)."""
+    `messages` gives the whole line for a field (`name`) or for one kind of error on it (`name.type`).
+    `translate` (a page's gettext) gives the words, labels and messages in the page's language."""
     problems = []
     for error in exc.errors():
         if labels is None:
@@ -197,28 +224,37 @@ def describe_validation(
             message = str(error.get("msg", "invalid"))
             problems.append(f"{where}: {message}" if where else message)
         else:
-            problems.append(_in_words(error, labels, messages or {}))
+            problems.append(_in_words(error, labels, messages or {}, translate))
     return problems
 
 
-def _in_words(error: Any, labels: Mapping[str, str], messages: Mapping[str, str]) -> str:
+def _in_words(
+    error: Any, labels: Mapping[str, str], messages: Mapping[str, str], translate: Callable[[str], str]
+) -> str:
     name = str(error["loc"][0]) if error.get("loc") else ""
     kind = error.get("type", "")
     given = messages.get(f"{name}.{kind}") or messages.get(name)
     if given:
-        return given
-    label = labels.get(name, name)
+        return translate(given)
+    label = translate(labels.get(name, name))
     context = error.get("ctx") or {}
     if kind == "value_error":
-        return str(context.get("error", error.get("msg", "invalid")))
+        return translate(str(context.get("error", error.get("msg", "invalid"))))
     if kind == "string_too_short":
         minimum = context.get("min_length", 1)
-        empty = minimum <= 1 or not str(error.get("input") or "").strip()
-        return f"{label}: this is required" if empty else f"{label}: give at least {minimum} characters"
+        if minimum <= 1 or not str(error.get("input") or "").strip():
+            return translate(N_("{label}: this is required")).format(label=label)
+        return translate(N_("{label}: give at least {minimum} characters")).format(
+            label=label, minimum=minimum
+        )
     if kind == "string_too_long":
-        return f"{label}: this is longer than the {context.get('max_length')} characters allowed"
+        return translate(N_("{label}: this is longer than the {maximum} characters allowed")).format(
+            label=label, maximum=context.get("max_length")
+        )
     if kind == "enum":
-        return f"{label}: choose one of {context.get('expected', 'the options offered')}"
+        return translate(N_("{label}: choose one of {options}")).format(
+            label=label, options=context.get("expected", translate(N_("the options offered")))
+        )
     return f"{label}: {error.get('msg', 'invalid')}"
 
 
@@ -255,7 +291,7 @@ def install(app: FastAPI) -> None:
         problems = describe_validation(exc)
         detail = "the request is not valid: " + "; ".join(problems)
         if wants_html(request):
-            return _page(request, 422, "The form is not valid", detail, problems)
+            return _page(request, 422, N_("The form is not valid"), detail, problems)
         return JSONResponse(_body("invalid_input", detail, problems), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -268,9 +304,9 @@ def install(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, redact(request.url.path), exc_info=exc)
-        detail = "something went wrong on our side; please try again in a moment."
+        detail = N_("something went wrong on our side; please try again in a moment.")
         if wants_html(request):
-            return _page(request, 500, "Internal error", detail)
+            return _page(request, 500, N_("Internal error"), detail)
         return JSONResponse(_body("internal_error", detail), status_code=500)
 
     async def out_of_range(request: Request, exc: Exception) -> Response:
@@ -280,12 +316,12 @@ def install(app: FastAPI) -> None:
         log.warning(
             "input refused by the database on %s %s: %s", request.method, redact(request.url.path), exc
         )
-        detail = (
+        detail = N_(
             "a value in the request cannot be stored: a number too large, a text too long, "
             "or a character that is not allowed (such as NUL)"
         )
         if wants_html(request):
-            return _page(request, 422, "The form is not valid", detail)
+            return _page(request, 422, N_("The form is not valid"), detail)
         return JSONResponse(_body("invalid_input", detail), status_code=422)
 
     async def database_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,9 @@ InvalidInput, or the ValidationError of the input model, which the route's class
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,14 +20,16 @@ from pydantic import ValidationError
 
 from models.contacts import check_email
 from models.extensions import ExtensionCreate, ExtensionGrant, ExtensionRefusal
+from models.organisations import OrganisationUpdate
 from models.reviews import CommentCreate, CommentUpdate, HandoverCreate, SignOffCreate
-from models.rounds import ContactReplace, ReasonGiven, ReminderPolicy, RoundCreate, TaskAdd
+from models.rounds import ContactReplace, ReasonGiven, ReminderPolicy, RoundCreate, RoundUpdate, TaskAdd
 from services.errors import InvalidInput
 from services.formatting import parse_local_datetime
 from services.web.deps import FormModel, parse_id
+from services.web.i18n import N_
 from services.web.uploads import Uploaded, read_upload
 
-NUL_REFUSED = "the text contains a NUL character, which cannot be stored; remove it and try again"
+NUL_REFUSED = N_("the text contains a NUL character, which cannot be stored; remove it and try again")
 
 
 def _refuse_nul(*values: str) -> None:
@@ -40,26 +45,26 @@ class CsrfForm(FormModel):
 # ------------------------------------------------------------------------------- the review page
 
 REVIEW_LABELS = {
-    "section_id": "Section",
-    "paragraph": "Paragraph",
-    "kind": "Type",
-    "weight": "Weight",
-    "body": "Comment",
-    "proposed_wording": "Proposed wording",
-    "decision": "Decision",
-    "statement": "Statement",
-    "signer_name": "Your full name",
-    "signer_title": "Your title or position",
-    "wanted_deadline": "New deadline wanted",
-    "reason": "Why your organisation needs more time",
-    "colleague_name": "Your colleague's name",
-    "colleague_email": "Your colleague's email",
-    "note": "A note for your colleague",
+    "section_id": N_("Section"),
+    "paragraph": N_("Paragraph"),
+    "kind": N_("Type"),
+    "weight": N_("Weight"),
+    "body": N_("Comment"),
+    "proposed_wording": N_("Proposed wording"),
+    "decision": N_("Decision"),
+    "statement": N_("Statement"),
+    "signer_name": N_("Your full name"),
+    "signer_title": N_("Your title or position"),
+    "wanted_deadline": N_("New deadline wanted"),
+    "reason": N_("Why your organisation needs more time"),
+    "colleague_name": N_("Your colleague's name"),
+    "colleague_email": N_("Your colleague's email"),
+    "note": N_("A note for your colleague"),
 }
-FORM_INCOMPLETE = (
+FORM_INCOMPLETE = N_(
     "the form is incomplete or comes from an old copy of this page; check it below and submit it again"
 )
-REVIEW_MESSAGES = {"submission_id": FORM_INCOMPLETE, "body.string_too_short": "the comment is empty"}
+REVIEW_MESSAGES = {"submission_id": FORM_INCOMPLETE, "body.string_too_short": N_("the comment is empty")}
 
 
 class ReviewForm(FormModel):
@@ -91,10 +96,12 @@ class CommentForm(ReviewForm):
         }
 
     def comment(self) -> CommentCreate:
-        _refuse_nul(self.submission_id, self.body, self.kind, self.weight, self.paragraph, self.proposed_wording)
+        _refuse_nul(
+            self.submission_id, self.body, self.kind, self.weight, self.paragraph, self.proposed_wording
+        )
         section = parse_id(self.section_id)
         if section is None:
-            raise InvalidInput("choose the section your comment is about")
+            raise InvalidInput(N_("choose the section your comment is about"))
         return CommentCreate.model_validate(
             {
                 "section_id": section,
@@ -220,7 +227,7 @@ class HandoverForm(ReviewForm):
 
 # ------------------------------------------------------------------------------- the lost-link page
 
-NOT_AN_ADDRESS = "Enter the email address the invitation was sent to, e.g. name@ministry.gov.al."
+NOT_AN_ADDRESS = N_("Enter the email address the invitation was sent to, e.g. name@ministry.gov.al.")
 
 
 class LostLinkForm(FormModel):
@@ -251,15 +258,37 @@ class SignInForm(FormModel):
         return {"email": self.email, "next": self.next}  # never the password
 
 
+ROUND_NO_VERSION = N_("Choose the draft version the round consults on.")
+ROUND_NO_ORGANISATIONS = N_("Tick at least one organisation to consult.")
+ROUND_NO_SECTIONS = N_(
+    "Each organisation ticked reviews something: tick “All sections” or at least one section for these:"
+)
+ROUND_VERSION_CHANGED = N_(
+    "You chose another draft version: its sections are shown now. Choose again which sections each "
+    "organisation reviews."
+)
+ROUND_BAD_REMINDERS = N_(
+    "Reminders: give working days before the deadline as numbers, e.g. 7, 2, 1 (or none)."
+)
+UPDATE = "update"
+"""The wizard's other button: show the form again with the chosen version's sections and the working
+days counted, saving nothing (what a browser without JavaScript needs to see them)."""
+
+
 class RoundForm(FormModel):
-    """A new round. It names no labels: its messages name the fields as the API does (`title: ...`)."""
+    """The new-round wizard, and the same wizard editing a draft. Who is consulted is the organisations
+    ticked (`organisations`: their keys); each one's role is a select (`role`: "key:role"), and what
+    it reviews is "All sections" (`all_sections`: keys) or the sections ticked (`sections`:
+    "key:number"), sections of the version the matrix was shown for (`matrix_version`)."""
 
     title: str = ""
+    purpose: str = ""
     document_version_id: str = ""
+    matrix_version: str = ""
     deadline: str = ""
-    organisations: str = "all"
-    organisation_kinds: list[str] = []
-    organisation_keys: str = ""
+    organisations: list[str] = []
+    role: list[str] = []
+    all_sections: list[str] = []
     sections: list[str] = []
     procedure: str = "interministerial"
     minimum_period_reason: str = ""
@@ -268,16 +297,26 @@ class RoundForm(FormModel):
     reminder_days: str = "7, 2, 1"
     reminder_at: str = "09:00"
     reminder_text: str = ""
+    cover_message: str = ""
+    contact_name: str = ""
+    contact_email: str = ""
+    action: str = ""
 
     def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        roles: dict[str, str] = {}
+        for value in self.role:
+            key, _, role = value.partition(":")
+            roles[key] = role
         return {
             "title": self.title,
+            "purpose": self.purpose,
             "document_version_id": self.document_version_id,
+            "matrix_version": self.matrix_version,
             "deadline": self.deadline,
-            "organisations": self.organisations,
-            "organisation_kinds": self.organisation_kinds,
-            "organisation_keys": self.organisation_keys,
-            "sections": self.sections,
+            "organisations": list(self.organisations),
+            "roles": roles,
+            "all_sections": list(self.all_sections),
+            "sections": list(self.sections),
             "procedure": self.procedure,
             "minimum_period_reason": self.minimum_period_reason,
             "grace_period_hours": self.grace_period_hours,
@@ -285,66 +324,183 @@ class RoundForm(FormModel):
             "reminder_days": self.reminder_days,
             "reminder_at": self.reminder_at,
             "reminder_text": self.reminder_text,
+            "cover_message": self.cover_message,
+            "contact_name": self.contact_name,
+            "contact_email": self.contact_email,
         }
+
+    @property
+    def updating(self) -> bool:
+        return self.action == UPDATE
 
     def _reminder_policy(self) -> ReminderPolicy:
         days = []
         for part in re.split(r"[\s,;]+", self.reminder_days.strip()):
             if not part:
                 continue
-            if not part.isdigit():
-                raise InvalidInput(
-                    "Reminders: give working days before the deadline as numbers, e.g. 7, 2, 1 (or none)."
-                )
+            if not part.isascii() or not part.isdigit():
+                raise InvalidInput(ROUND_BAD_REMINDERS)
             days.append(int(part))
         return ReminderPolicy(working_days_before=days, at=self.reminder_at.strip(), text=self.reminder_text)
 
-    def round_create(self, timezone: str) -> RoundCreate:
-        """The round as the use case takes it; InvalidInput or ValidationError says what is wrong."""
+    def _who_reviews_what(self, version_id: int) -> dict[str, Any]:
+        """organisation_keys, roles and assignments (for those not reviewing every section)."""
+        keys = list(dict.fromkeys(key.strip() for key in self.organisations if key.strip()))
+        if not keys:
+            raise InvalidInput(ROUND_NO_ORGANISATIONS)
+        roles: dict[str, str] = {}
+        for value in self.role:
+            key, _, role = value.partition(":")
+            if key in keys:
+                roles[key] = role
+        chosen: dict[str, list[str]] = {}
+        for value in self.sections:
+            key, _, number = value.partition(":")
+            chosen.setdefault(key, []).append(number)
+        everything = set(self.all_sections)
+        assignments = {key: chosen.get(key, []) for key in keys if key not in everything}
+        empty = [key for key, numbers in assignments.items() if not numbers]
+        if empty:
+            raise InvalidInput(ROUND_NO_SECTIONS, problems=empty)
+        # The section boxes were those of the version shown; numbers of another version could match
+        # sections that are not the ones the coordinator meant.
+        if assignments and parse_id(self.matrix_version) != version_id:
+            raise InvalidInput(ROUND_VERSION_CHANGED)
+        return {"organisation_keys": keys, "roles": roles, "assignments": assignments or None}
+
+    def _fields(self, timezone: str) -> dict[str, Any]:
         version_id = parse_id(self.document_version_id)
         if version_id is None:
-            raise InvalidInput("Choose the draft version the round consults on.")
-        mode = self.organisations
-        keys: list[str] | None = None
-        kinds: list[str] | None = None
-        if mode == "kinds":
-            kinds = self.organisation_kinds
-            if not kinds:
-                raise InvalidInput(
-                    "Tick at least one kind of organisation, or choose another way to pick them."
-                )
-        elif mode == "keys":
-            keys = [key for key in re.split(r"[\s,;]+", self.organisation_keys) if key]
-            if not keys:
-                raise InvalidInput("List at least one organisation key (one per line).")
-        elif mode != "all":
-            raise InvalidInput("Choose which organisations are consulted.")
-        # Section boxes of every version are on the form; only those of the chosen version count.
-        prefix = f"{version_id}:"
-        numbers = [value.removeprefix(prefix) for value in self.sections if value.startswith(prefix)]
-        if not numbers:
-            raise InvalidInput("Tick at least one section of the chosen draft to consult on.")
-        return RoundCreate(
-            title=self.title.strip(),  # RoundCreate checks the length before it strips
-            document_version_id=version_id,
-            deadline=parse_local_datetime(self.deadline, timezone=timezone),
-            organisation_keys=keys,
-            organisation_kinds=kinds,  # type: ignore[arg-type]  # pydantic checks the kinds
-            section_numbers=numbers,
-            procedure=self.procedure,
-            timezone=timezone,
-            minimum_period_reason=self.minimum_period_reason.strip() or None,
-            grace_period_hours=self.grace_period_hours.strip() or "0",  # type: ignore[arg-type]
-            silence_means=self.silence_means,  # type: ignore[arg-type]
-            reminder_policy=self._reminder_policy(),
+            raise InvalidInput(ROUND_NO_VERSION)
+        _refuse_nul(
+            self.title,
+            self.purpose,
+            self.cover_message,
+            self.contact_name,
+            self.reminder_text,
+            self.minimum_period_reason,
         )
+        return {
+            "title": self.title.strip(),  # the input model checks the length before it strips
+            "purpose": self.purpose,
+            "document_version_id": version_id,
+            "deadline": parse_local_datetime(self.deadline, timezone=timezone),
+            **self._who_reviews_what(version_id),
+            "procedure": self.procedure,
+            "minimum_period_reason": self.minimum_period_reason.strip() or None,
+            "grace_period_hours": self.grace_period_hours.strip() or "0",
+            "silence_means": self.silence_means,
+            "reminder_policy": self._reminder_policy(),
+            "cover_message": self.cover_message,
+            "contact_name": self.contact_name,
+            "contact_email": self.contact_email.strip() or None,
+        }
+
+    def round_create(self, timezone: str) -> RoundCreate:
+        """The round as the use case takes it; InvalidInput or ValidationError says what is wrong."""
+        return RoundCreate.model_validate({**self._fields(timezone), "timezone": timezone})
+
+    def round_update(self, timezone: str) -> RoundUpdate:
+        """The whole draft as the wizard shows it: every field given, so the draft becomes what the form
+        says (section_numbers null: those on "All sections" review every section of the version)."""
+        return RoundUpdate.model_validate({**self._fields(timezone), "section_numbers": None})
 
 
 class RegistryForm(FormModel):
+    """A registry file to preview: nothing is saved until the preview is confirmed."""
+
     file: UploadFile | None = None
 
     async def upload(self) -> Uploaded:
-        return await read_upload(self.file, missing="Choose the CSV file to import.")
+        return await read_upload(self.file, missing=N_("Choose the CSV or XLSX file to import."))
+
+
+REGISTRY_CHUNK = 700_000
+"""Characters of base64 per hidden field of a preview: each stays under the 1 MiB a form field may be."""
+PREVIEW_DAMAGED = N_(
+    "The preview's copy of the file did not come back whole: upload the file again to see a new preview."
+)
+
+
+class RegistryConfirmForm(FormModel):
+    """A preview confirmed: the file it was made of (base64, in hidden fields), its SHA-256, the digest of
+    what it showed, and whether the contacts of open tasks change with the registry."""
+
+    filename: str = ""
+    sha256: str = ""
+    plan: str = ""
+    content: list[str] = []
+    change_open_tasks: str = ""
+
+    @staticmethod
+    def hidden(content: bytes) -> list[str]:
+        """The file as the preview's hidden fields carry it."""
+        encoded = base64.b64encode(content).decode("ascii")
+        return [encoded[start : start + REGISTRY_CHUNK] for start in range(0, len(encoded), REGISTRY_CHUNK)]
+
+    def upload(self, limit: int) -> Uploaded:
+        """The file the preview was made of; InvalidInput unless it is whole and the one it was."""
+        if sum(len(chunk) for chunk in self.content) > 4 * (limit // 3 + 1):
+            raise InvalidInput(PREVIEW_DAMAGED)
+        try:
+            content = base64.b64decode("".join(self.content).encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise InvalidInput(PREVIEW_DAMAGED) from None
+        if not content or hashlib.sha256(content).hexdigest() != self.sha256.strip().lower():
+            raise InvalidInput(PREVIEW_DAMAGED)
+        return Uploaded(filename=self.filename[:300], content=content)
+
+    def changes_open_tasks(self) -> bool:
+        return self.change_open_tasks == "yes"
+
+
+CONTACT_LABELS = {
+    "focal_point_name": N_("Focal point's name"),
+    "focal_point_email": N_("Focal point's email"),
+    "alternate_name": N_("Alternate's name"),
+    "alternate_email": N_("Alternate's email"),
+    "escalation_email": N_("Escalation email"),
+    "language": N_("Language"),
+}
+
+
+class OrganisationContactsForm(FormModel):
+    """An organisation's contacts in the registry; an address left empty (but the focal point's) is
+    removed."""
+
+    labels = CONTACT_LABELS
+
+    focal_point_name: str = ""
+    focal_point_email: str = ""
+    alternate_name: str = ""
+    alternate_email: str = ""
+    escalation_email: str = ""
+    language: str = ""
+    change_open_tasks: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {
+            "focal_point_name": self.focal_point_name,
+            "focal_point_email": self.focal_point_email,
+            "alternate_name": self.alternate_name,
+            "alternate_email": self.alternate_email,
+            "escalation_email": self.escalation_email,
+            "language": self.language,
+            "change_open_tasks": self.change_open_tasks,
+        }
+
+    def contacts(self) -> OrganisationUpdate:
+        values = self.typed({})
+        del values["change_open_tasks"]
+        _refuse_nul(*values.values())
+        if not self.focal_point_email.strip():
+            raise InvalidInput(N_("Every organisation needs its focal point's email."))
+        return OrganisationUpdate.model_validate(
+            {name: value.strip() or None for name, value in values.items()}
+        )
+
+    def changes_open_tasks(self) -> bool:
+        return self.change_open_tasks == "yes"
 
 
 class DraftForm(FormModel):

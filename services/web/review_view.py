@@ -18,6 +18,8 @@ from markupsafe import Markup
 from models.enums import CommentKind, CommentStatus, CommentWeight
 from services.comments import CommentView
 from services.documents import SectionView
+from services.web import i18n
+from services.web.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -56,36 +58,70 @@ def _options(choices: Iterable[tuple[str, str]], selected: str | None) -> Markup
     )
 
 
-_KINDS = tuple((str(kind), str(kind).replace("_", " ").capitalize()) for kind in CommentKind)
+_KINDS = (
+    (str(CommentKind.general), N_("General")),
+    (str(CommentKind.editorial), N_("Editorial")),
+    (str(CommentKind.substantive), N_("Substantive")),
+    (str(CommentKind.legal), N_("Legal")),
+)
 _KIND_VALUES = frozenset(value for value, _ in _KINDS)
 
 
 @functools.cache
-def _kind_options(selected: str | None) -> Markup:
-    return _options(_KINDS, selected)
+def _kind_options(selected: str | None, language: str) -> Markup:
+    words = i18n.translator(language)
+    return _options(((value, words(text)) for value, text in _KINDS), selected)
 
 
-def kind_options(selected: str | None) -> Markup:
+def kind_options(selected: str | None, language: str = i18n.SOURCE_LANGUAGE) -> Markup:
     """The comment type's `<option>`s, with what the form held selected."""
-    return _kind_options(selected if selected in _KIND_VALUES else None)
+    return _kind_options(selected if selected in _KIND_VALUES else None, language)
 
 
 _WEIGHTS = (
-    (str(CommentWeight.remark), "Remark"),
-    (str(CommentWeight.proposal), "Proposal"),
-    (str(CommentWeight.objection), "Objection: we cannot agree unless it is resolved"),
+    (str(CommentWeight.remark), N_("Remark")),
+    (str(CommentWeight.proposal), N_("Proposal")),
+    (str(CommentWeight.objection), N_("Objection: we cannot agree unless it is resolved")),
 )
 _WEIGHT_VALUES = frozenset(value for value, _ in _WEIGHTS)
 
 
 @functools.cache
-def _weight_options(selected: str | None) -> Markup:
-    return _options(_WEIGHTS, selected)
+def _weight_options(selected: str | None, language: str) -> Markup:
+    words = i18n.translator(language)
+    return _options(((value, words(text)) for value, text in _WEIGHTS), selected)
 
 
-def weight_options(selected: str | None) -> Markup:
+def weight_options(selected: str | None, language: str = i18n.SOURCE_LANGUAGE) -> Markup:
     """The comment weight's `<option>`s, with what the form held selected."""
-    return _weight_options(selected if selected in _WEIGHT_VALUES else None)
+    return _weight_options(selected if selected in _WEIGHT_VALUES else None, language)
+
+
+LABELS = (
+    # ReviewState, as the page's status badge shows it
+    N_("open"),
+    N_("signed off"),
+    N_("deadline passed"),
+    N_("closed"),
+    # ContactRole
+    N_("focal point"),
+    N_("alternate"),
+    N_("delegate"),
+    # CommentKind and CommentWeight, as a comment's tags show them
+    N_("general"),
+    N_("editorial"),
+    N_("substantive"),
+    N_("legal"),
+    N_("proposal"),
+    N_("objection"),
+    # Decision, as the receipt shows it
+    N_("approve"),
+    N_("approve with comments"),
+    N_("object"),
+    N_("no opinion"),
+)
+"""The values the review page shows through its `label` filter (an enum's value as words), for the
+catalogs."""
 
 
 # Bounded: the drafts a long-running process serves keep changing.

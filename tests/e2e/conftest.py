@@ -35,3 +35,16 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture(scope="session")
+async def shared_chromium() -> AsyncIterator[Browser]:
+    """One Chromium for every test of the run that asks for it (each test opens its own contexts)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(**CHROMIUM_LAUNCH_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -66,9 +66,15 @@ async def test_a_focal_point_comments_edits_and_signs_off(
             ),
         )
 
-        # The focal point opens the emailed link and reads section 4.
+        # The focal point opens the emailed link: in the organisation's language, Albanian. They switch
+        # to English with the header's link (no script involved), and the pages stay English after.
         await page.goto(f"{served.url}/t/{token}")
+        await expect(page.locator("html")).to_have_attribute("lang", "sq")
         await expect(page.locator("h1")).to_have_text("Migration strategy, round 1")
+        await page.locator(".language-switch").get_by_role("link", name="English").click()
+        await expect(page.locator("html")).to_have_attribute("lang", "en")
+        await page.goto(f"{served.url}/t/{token}")
+        await expect(page.locator("html")).to_have_attribute("lang", "en")
         await expect(page.locator(".facts")).to_contain_text("Ministry of Interior")
         intro = page.locator(".draft-intro")
         await expect(intro.locator("h2")).to_contain_text(
@@ -108,7 +114,7 @@ async def test_a_focal_point_comments_edits_and_signs_off(
 
         # Edits it.
         await comment.locator("summary", has_text="Edit or withdraw").click()
-        edit = comment.locator("form[action$='/edit']")
+        edit = comment.locator("form[action*='/edit#']")
         await expect(edit.locator("select[name=paragraph]")).to_have_value("4.2")
         await edit.locator("textarea[name=body]").fill(
             "Agree the list with the regional employment offices too."
@@ -163,6 +169,7 @@ async def test_opening_the_link_again_from_webmail_keeps_the_first_tab_working(
     served = ServedApp(app)
     async with served:
         context = await chromium.new_context()
+        await context.add_cookies([{"name": "rt_lang", "value": "en", "url": served.url}])  # chose English
         webmail = "https://webmail.example/inbox"
         link = f'<a id="review" href="{served.url}/t/{token}" target="_blank" rel="noopener">Review</a>'
         await context.route(
@@ -245,3 +252,47 @@ async def _status_of_interior(db: Database) -> str:
             )
         }
     return statuses["ministry-of-interior"]
+
+
+async def test_a_refused_sign_off_shows_its_message_in_view_above_the_form_in_albanian(
+    chromium: Browser, db: Database, settings: Settings, backend: str
+) -> None:
+    """On a phone, in the organisation's Albanian: a sign-off the server refuses comes back with the
+    browser at its message (the form's action ends in #form-error), right above the form, with what was
+    typed; neither page has a serious or critical accessibility violation."""
+    from axe_core_python.async_playwright import Axe
+
+    built = await build_round(db, settings)
+    token = built.tokens["ministry-of-interior"][0]
+    app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
+    served = ServedApp(app)
+    axe = Axe()
+    async with served:
+        context = await chromium.new_context(viewport={"width": 390, "height": 844})
+        page = await context.new_page()
+        await page.goto(f"{served.url}/t/{token}")
+        await expect(page.locator("html")).to_have_attribute("lang", "sq")
+        form = page.locator("#sign-off-form")
+        await form.locator("input[value=approve_with_comments]").check()
+        await form.locator("input[name=signer_name]").fill("Arben Hoxha")
+        await form.locator("input[name=signer_title]").fill("Drejtor i Politikave")
+        await form.locator("input[name=authorised]").check()
+        pages = [await axe.run(page)]
+        await form.get_by_role("button", name="Jepni qëndrimin përfundimtar të institucionit").click()
+
+        error = page.locator("#sign-off #form-error")
+        await expect(error).to_contain_text("„Miratim me komente” kërkon të paktën një koment")
+        await expect(error).to_be_in_viewport()
+        assert page.url.endswith("/sign-off#form-error")
+        await expect(page.locator("#sign-off-form input[name=signer_title]")).to_have_value(
+            "Drejtor i Politikave"
+        )
+        pages.append(await axe.run(page))
+        await context.close()
+    for result in pages:
+        serious = [
+            (violation["id"], [node["target"] for node in violation["nodes"]])
+            for violation in result["violations"]
+            if violation["impact"] in ("serious", "critical")
+        ]
+        assert serious == []

@@ -100,7 +100,9 @@ async def test_the_whole_story_with_88_organisations(
         imported = await http.post(
             "/api/v1/organisations/import", files={"file": ("registry.csv", registry)}, headers=coordinator
         )
-    assert imported.json() == {"created": 88, "updated": 0, "unchanged": 0}
+    result = imported.json()
+    assert (result["created"], result["updated"], result["unchanged"]) == (88, 0, 0)
+    assert (result["rejected"], result["ignored_columns"], result["dry_run"]) == ([], [], False)
     with fixture_path("draft-migration-governance-strategy.md").open("rb") as draft:
         document = await http.post(
             "/api/v1/documents",
@@ -236,6 +238,8 @@ async def review_through_link(
         "section_id": section_ids[index % 12],
         "paragraph": f"{index % 12 + 1}.1",
         "kind": COMMENT_KINDS[index % 4],
+        # An organisation that objects marks what it cannot accept: its sign-off needs an objection.
+        "weight": "objection" if decision == "object" else ("proposal", "remark")[index % 2],
         "body": f"{row['name_en']} asks to name the lead institution in paragraph {index % 12 + 1}.1.",
         "proposed_wording": "The lead institution is designated in the Action Plan.",
         "submission_id": uuid.uuid4().hex,
@@ -256,7 +260,7 @@ async def review_through_link(
     )
     assert signed.status_code == 303, signed.text
     receipt = await http.get(httpx.URL(path).join(signed.headers["location"]))
-    assert "Receipt" in receipt.text
+    assert 'id="receipt"' in receipt.text  # in the organisation's language
 
 
 async def _count(mailbox: DevMailbox) -> int:

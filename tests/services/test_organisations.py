@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
+import openpyxl
 import pytest
 from sqlmodel import col, func, select
 
 from models.audit import Actor, AuditEvent
 from models.enums import ActorKind, Language, OrganisationKind
 from models.organisations import Organisation, OrganisationCreate, OrganisationRead, OrganisationUpdate
-from services import organisations
+from services import organisations, registry_import
 from services.db import Database
-from services.errors import Conflict, InvalidInput, NotFound
+from services.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 
 COORDINATOR = Actor(kind=ActorKind.user, id="7", email="secretariat@interior.gov.example")
 HEADER = (
@@ -188,7 +190,7 @@ async def test_line_numbers_count_quoted_line_breaks(db: Database) -> None:
         (b"", "The file is empty"),
         (b"\n\n", "The file is empty"),
         (HEADER.encode() + b"\n", "no organisations"),
-        (csv_file(row("a"), header=HEADER + ",notes"), "unknown column"),
+        (csv_file(row("a") + ",", header="key,name_en,key,kind,focal_point_email"), "appear more than once"),
         (csv_file("a,b", header="key,name_en"), "missing required column"),
         ("key,name_en\nministère".encode("latin-1"), "not UTF-8"),
         (b'key,name_en,kind,focal_point_email\n"unterminated,x,ministry,a@b.example.org\n', "not valid CSV"),
@@ -396,3 +398,138 @@ async def test_kinds_are_listed_in_the_vocabularys_order(db: Database) -> None:
         listed = await organisations.list_organisations(session)
 
     assert [o.kind for o in listed] == ["ministry", "agency", "academia"]
+
+
+# ------------------------------------------------------------------- preview, other columns, XLSX
+
+
+def xlsx(rows: list[list[object]]) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for cells in rows:
+        sheet.append(cells)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+async def preview(db: Database, content: bytes, filename: str = "") -> organisations.ImportResult:
+    async with db.session() as session:
+        return await registry_import.preview(session, content=content, filename=filename)
+
+
+async def test_unknown_columns_are_ignored_and_reported(db: Database) -> None:
+    content = csv_file(row("ministry-a") + ",called twice,+355 4", header=HEADER + ",Notes,phone")
+
+    previewed = await preview(db, content)
+    result = await import_csv(db, content)
+
+    assert previewed.dry_run is True
+    assert (previewed.created, previewed.ignored_columns, previewed.rejected) == (1, ["notes", "phone"], [])
+    assert await all_organisations(db) != []
+    assert (result.created, result.ignored_columns) == (1, ["notes", "phone"])
+
+
+async def test_the_preview_lists_every_rejected_line_and_what_the_others_would_do(
+    db: Database, fixture_csv: bytes
+) -> None:
+    await import_csv(db, fixture_csv)
+    lines = fixture_csv.decode().splitlines()
+    lines[1] = lines[1].replace("Ministria e Brendshme", "Ministria e Punëve të Brendshme")
+    lines[3] = lines[3].replace("migration.fp@", "fp.at.")
+    lines.append(row("new-agency", kind="agency"))
+    lines.append(row("new-agency"))
+    lines.append("@formula,Name,,ministry,,fp@f.example.org,,,sq")
+
+    result = await preview(db, ("\n".join(lines) + "\n").encode())
+
+    assert [(entry.line, entry.reason.split(":")[0]) for entry in result.rejected] == [
+        (4, "focal_point_email"),
+        (91, "key"),
+        (92, "key"),
+        (92, "key"),
+    ]
+    assert "starts with '@', as a spreadsheet formula does" in result.rejected[2].reason
+    assert (result.created, result.updated, result.unchanged) == (1, 1, 86)
+    (change,) = result.updated_organisations
+    assert change.key == "ministry-of-interior"
+    assert [(c.field, c.old, c.new) for c in change.changes] == [
+        ("name_sq", "Ministria e Brendshme", "Ministria e Punëve të Brendshme")
+    ]
+    assert [o.key for o in result.created_organisations] == ["new-agency"]
+    stored = {organisation.key: organisation for organisation in await all_organisations(db)}
+    assert stored["ministry-of-interior"].name_sq == "Ministria e Brendshme"
+    assert "new-agency" not in stored
+    with pytest.raises(InvalidInput, match="3 rows of the file are invalid") as caught:
+        await import_csv(db, ("\n".join(lines) + "\n").encode())
+    assert caught.value.problems[0].startswith("line 4: focal_point_email")
+
+
+async def test_an_xlsx_workbook_is_read_by_its_row_numbers(db: Database) -> None:
+    content = xlsx(
+        [
+            ["Key", "name_en", "kind", "focal_point_email", "language", None, "Remarks"],
+            [],
+            ["ministry-a", "Ministry A", "Ministry", "fp@a.example.org", "EN", None, 42],
+            ["ministry-b", "Ministry B", "ministry", '=CONCAT("fp","@b.example.org")'],
+            [123, "Numbered", "agency", "fp@123.example.org", None],
+        ]
+    )
+
+    result = await preview(db, content, "registry.xlsx")
+
+    assert result.format == "xlsx"
+    assert result.ignored_columns == ["(column 6, no name)", "remarks"]
+    assert {entry.line for entry in result.rejected} == {4}
+    assert result.rejected[0].reason.startswith("focal_point_email: '=CONCAT(")
+    assert [o.key for o in result.created_organisations] == ["ministry-a", "123"]
+
+
+async def test_hostile_workbooks_are_refused_quickly(db: Database) -> None:
+    wide = xlsx([["key", "name_en", "kind", "focal_point_email"], ["a"] + [""] * 1500 + ["x"]])
+    long_sheet = xlsx([["key", "name_en", "kind", "focal_point_email"]] + [[None]] * 5 + [["x"]])
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput, match="this is not a registry"):
+        await preview(db, wide, "wide.xlsx")
+    with pytest.raises(InvalidInput, match="could not be read as an Excel workbook"):
+        await preview(db, b"PK\x03\x04not a zip at all", "x.xlsx")
+    with pytest.raises(PayloadTooLarge, match="larger than 10 MB"):
+        await preview(db, b"x" * (10 * 1024 * 1024 + 1))
+    assert time.perf_counter() - started < 5
+    result = await preview(db, long_sheet, "long.xlsx")  # blank rows are skipped, and counted
+    assert {entry.line for entry in result.rejected} == {7}
+
+
+async def test_a_file_of_too_many_rows_is_refused_before_it_is_checked(db: Database) -> None:
+    content = csv_file(*("x" for _ in range(registry_import.MAX_ROWS + 1)))
+    with pytest.raises(PayloadTooLarge, match="more than 50,000 organisations"):
+        await preview(db, content)
+
+
+# --------------------------------------------------------------------------------------- search
+
+
+async def test_search_finds_names_keys_and_addresses_a_page_at_a_time(
+    db: Database, fixture_csv: bytes
+) -> None:
+    await import_csv(db, fixture_csv)
+    async with db.session() as session:
+        by_name = await organisations.search_organisations(session, search="Financave")
+        by_email = await organisations.search_organisations(
+            session, search="SECRETARY.GENERAL@ministry-of-fin"
+        )
+        first = await organisations.search_organisations(session, page_size=50)
+        second = await organisations.search_organisations(session, page=2, page_size=50)
+        municipalities = await organisations.search_organisations(
+            session, search="bashki", kind=OrganisationKind.municipality
+        )
+        nothing = await organisations.search_organisations(session, search="_")
+
+    assert [o.key for o in by_name.organisations] == ["ministry-of-finance"]
+    assert [o.key for o in by_email.organisations] == ["ministry-of-finance"]
+    assert (first.total, first.pages, len(first.organisations), len(second.organisations)) == (88, 2, 50, 38)
+    assert {o.key for o in first.organisations}.isdisjoint(o.key for o in second.organisations)
+    assert first.by_kind["municipality"] == 61
+    assert municipalities.total == 61
+    assert nothing.total == 0

@@ -397,6 +397,7 @@ def is_busy(error: BaseException) -> bool:
     return isinstance(error, exc.OperationalError) and sqlite_driver.is_busy(error.orig)
 
 
+@pytest.mark.serial  # it bounds how long the event loop is held: another process's load would fail it
 @pytest.mark.parametrize("what", ["sqlite", "ours"])
 async def test_a_write_lock_held_elsewhere_is_waited_for_off_the_loop_and_then_given_up(
     sqlite_db: Database, what: str

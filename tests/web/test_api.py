@@ -393,6 +393,10 @@ async def test_creating_a_round_for_everyone_or_for_some(api: Api) -> None:
     assert set(tasks) == {"ministry-of-interior", "municipality-tirane"}
     assert tasks["ministry-of-interior"]["section_numbers"] == ["4", "Annex 1"]
     assert tasks["municipality-tirane"]["section_numbers"] == ["5"]
+    assert tasks["ministry-of-interior"]["role"] == "approver"  # ministries approve by default
+    assert tasks["municipality-tirane"]["role"] == "consulted"
+    assert some.json()["clearance"]["cleared"] is False
+    assert "Ministry of Interior has not approved yet (pending)." in some.json()["clearance"]["blocking"]
 
     fetched = await api.http.get(f"{API}/rounds/{some.json()['id']}", headers=api.auditor)
     assert fetched.status_code == 200
@@ -400,6 +404,25 @@ async def test_creating_a_round_for_everyone_or_for_some(api: Api) -> None:
     listed = (await api.http.get(f"{API}/rounds", headers=api.auditor)).json()
     assert {item["id"] for item in listed} == {body["id"], some.json()["id"]}
     assert await table_count(api.db, ReviewTask) == 90
+
+
+async def test_a_round_says_who_approves_and_who_is_consulted(api: Api) -> None:
+    await api.import_registry()
+    version_id = await api.version_id()
+    overridden = await api.create_round(
+        round_body(
+            version_id,
+            organisation_keys=["ministry-of-interior", "ministry-of-finance", "municipality-tirane"],
+            roles={"ministry-of-finance": "consulted", "municipality-tirane": "approver"},
+        )
+    )
+    assert overridden.status_code == 201, overridden.text
+    roles = {task["organisation_key"]: task["role"] for task in overridden.json()["tasks"]}
+    assert roles == {
+        "ministry-of-interior": "approver",
+        "ministry-of-finance": "consulted",
+        "municipality-tirane": "approver",
+    }
 
 
 @pytest.mark.parametrize(
@@ -415,6 +438,12 @@ async def test_creating_a_round_for_everyone_or_for_some(api: Api) -> None:
         ),
         ({"section_numbers": ["4", "99"]}, 422, ["99"]),
         ({"assignments": {"ministry-of-magic": ["4"]}}, 422, ["ministry-of-magic"]),
+        (
+            {"organisation_keys": ["ministry-of-interior"], "roles": {"municipality-tirane": "approver"}},
+            422,
+            ["municipality-tirane"],
+        ),
+        ({"roles": {"ministry-of-interior": "chair"}}, 422, ["roles"]),
         ({"document_version_id": 999999}, 404, ["999999"]),
         ({"title": ""}, 422, ["title"]),
         ({"organisation_keys": []}, 422, []),
@@ -602,6 +631,14 @@ async def test_the_audit_head_is_the_last_event_and_a_later_export_still_reaches
     assert "roundtable audit verify FILE --head SEQ:HASH" in spec["description"]
 
 
+DOWNLOADS = (
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/pdf",
+    "text/html",
+)
+
+
 def test_routers_define_no_dependency_aliases_and_no_schemas() -> None:
     """Dependency aliases live in services/web/deps.py, response schemas in models/."""
     web = Path(__file__).parents[2] / "services" / "web"
@@ -749,9 +786,13 @@ async def test_junk_to_every_route_never_gets_a_5xx(api: Api) -> None:
                 headers = {**api.admin, **attempt.pop("headers", {})}
                 response = await api.http.request(method, url, headers=headers, **attempt)
                 checked += 1
-                if response.status_code >= 500 or not response.headers["content-type"].startswith(
-                    ("application/json", "application/x-ndjson")
-                ):
+                answers_as = ("application/json", "application/x-ndjson")
+                if response.status_code < 400 and url.endswith((".xlsx", ".docx", ".pdf", ".html")):
+                    answers_as = DOWNLOADS  # a download answers in its format, its refusals in JSON
+                if response.status_code == 204:  # deleted (a draft round): nothing to answer with
+                    assert response.content == b""
+                    continue
+                if response.status_code >= 500 or not response.headers["content-type"].startswith(answers_as):
                     failures.append(
                         (method, url[:80], str(attempt)[:120], response.status_code, response.text[:200])
                     )

@@ -88,14 +88,32 @@ async def submit(
     return await client.post(action, data={"csrf_token": csrf_of(page), **(data or {})}, files=files)
 
 
+def confirm_fields(preview: httpx.Response) -> dict[str, str | list[str]]:
+    """The hidden fields of an import preview's Confirm form, as a browser would post them."""
+    form = re.search(
+        r'<form method="post" action="/console/organisations/import/confirm".*?</form>', preview.text, re.S
+    )
+    assert form, "the preview offers no Confirm button"
+    fields: dict[str, str | list[str]] = {"content": []}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(0)):
+        if name == "content":
+            fields["content"].append(value)  # type: ignore[union-attr]
+        else:
+            fields[name] = value.replace("&amp;", "&")
+    return fields
+
+
 async def import_registry(client: httpx.AsyncClient) -> httpx.Response:
+    """The fixture registry previewed, then the preview confirmed, as a coordinator does it."""
     content = fixture_path("stakeholders-albania.csv").read_bytes()
-    return await submit(
+    preview = await submit(
         client,
         "/console/organisations",
         "/console/organisations/import",
         files={"file": ("stakeholders-albania.csv", content, "text/csv")},
     )
+    assert preview.status_code == 200, preview.text
+    return await client.post("/console/organisations/import/confirm", data=confirm_fields(preview))
 
 
 async def upload_draft(client: httpx.AsyncClient) -> httpx.Response:
@@ -110,20 +128,19 @@ async def upload_draft(client: httpx.AsyncClient) -> httpx.Response:
 
 
 def round_form(page: httpx.Response, **changes: str | list[str]) -> dict[str, str | list[str]]:
-    """The new-round form as the page offers it (first version, all its sections), with changes."""
-    version = re.search(r'<option value="(\d+)"', page.text)
+    """The new-round wizard as the page offers it (its version, KEYS ticked, each on all sections), with
+    changes."""
+    version = re.search(r'name="matrix_version" value="(\d+)"', page.text)
     assert version, "no draft version to choose"
-    sections = re.findall(rf'name="sections" value="({version.group(1)}:[^"]+)" checked', page.text)
-    assert sections
-    in_ten_days = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=21)
+    in_three_weeks = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=21)
     form: dict[str, str | list[str]] = {
         "csrf_token": csrf_of(page),
         "title": "Migration strategy, round 1",
         "document_version_id": version.group(1),
-        "deadline": f"{in_ten_days.isoformat()}T17:00",
-        "organisations": "keys",
-        "organisation_keys": "\n".join(KEYS),
-        "sections": sections,
+        "matrix_version": version.group(1),
+        "deadline": f"{in_three_weeks.isoformat()}T17:00",
+        "organisations": KEYS,
+        "all_sections": KEYS,
     }
     return {**form, **changes}
 
@@ -336,9 +353,13 @@ async def test_a_round_on_kinds_and_chosen_sections(db: Database, console: httpx
     await import_registry(console)
     await upload_draft(console)
     page = await console.get("/console/rounds/new")
-    sections = round_form(page)["sections"]
+    municipalities = re.findall(r'name="organisations" value="(municipality-[^"]+)"', page.text)
+    assert len(municipalities) > 1
     form = round_form(
-        page, organisations="kinds", organisation_kinds=["municipality"], sections=list(sections[3:5])
+        page,
+        organisations=municipalities,
+        all_sections=[],
+        sections=[f"{key}:{number}" for key in municipalities for number in ("4", "5")],
     )
     created = await console.post("/console/rounds", data=form)
     assert created.status_code == 303, created.text
@@ -390,12 +411,13 @@ async def test_a_bad_round_form_comes_back_with_the_message(db: Database, consol
     assert 'value="Too late"' in past.text  # what was typed is still there
     assert f'value="{yesterday}T09:00"' in past.text
 
+    typo = ["ministry-of-interior", "no-such-ministry"]
     unknown = await console.post(
-        "/console/rounds", data=round_form(page, organisation_keys="ministry-of-interior\nno-such-ministry")
+        "/console/rounds", data=round_form(page, organisations=typo, all_sections=typo)
     )
     assert unknown.status_code == 422
     assert "unknown organisation key &#39;no-such-ministry&#39;" in unknown.text
-    assert "no-such-ministry</textarea>" in unknown.text
+    assert 'value="ministry-of-interior" data-consult checked' in unknown.text
 
     skipped = _clocks_forward_next_year()
     gap = await console.post("/console/rounds", data=round_form(page, deadline=f"{skipped}T02:30"))
@@ -406,8 +428,8 @@ async def test_a_bad_round_form_comes_back_with_the_message(db: Database, consol
         {"title": "x"},
         {"deadline": "next tuesday"},
         {"document_version_id": "999999"},
-        {"organisations": "kinds"},
-        {"sections": []},
+        {"organisations": []},
+        {"all_sections": []},
     ]:
         response = await console.post("/console/rounds", data=round_form(page, **changes))
         assert 400 <= response.status_code < 500, changes

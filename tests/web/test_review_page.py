@@ -14,7 +14,9 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -33,6 +35,7 @@ from services.db import Database
 from services.errors import ServiceUnavailable
 from services.settings import Settings
 from services.web.app import create_app
+from services.web.i18n import COOKIE as LANGUAGE_COOKIE
 from tests.harness import TEST_ACTOR, csrf_of, fixture_path, seed_round
 from workflows.client import Scheduler
 
@@ -220,6 +223,53 @@ def comment_submission_of(page: httpx.Response, section_id: int) -> str:
     return match.group(1)
 
 
+class _Element(HTMLParser):
+    """Finds the element with an id, and the markup inside it (up to its own closing tag)."""
+
+    def __init__(self, markup: str, wanted: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.wanted, self.depth, self.tag = wanted, 0, ""
+        self.start = self.end = -1
+        self._lines = [0]
+        for line in markup.splitlines(keepends=True):
+            self._lines.append(self._lines[-1] + len(line))
+        self.feed(markup)
+
+    def _offset(self) -> int:
+        line, column = self.getpos()
+        return self._lines[line - 1] + column
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.start < 0 and ("id", self.wanted) in attrs:
+            self.tag, self.depth, self.start = tag, 1, self._offset()
+        elif self.start >= 0 and self.end < 0 and tag == self.tag:
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.start >= 0 and self.end < 0 and tag == self.tag:
+            self.depth -= 1
+            if self.depth == 0:
+                self.end = self._offset()
+
+
+def element(markup: str, element_id: str) -> str:
+    """The markup of the element with the id, its own tags included; fails if there is none."""
+    found = _Element(markup, element_id)
+    assert found.start >= 0, f"no element with id {element_id!r} on the page"
+    assert found.end > found.start, f"the element {element_id!r} does not end"
+    return markup[found.start : found.end]
+
+
+def assert_error_above(response: httpx.Response, element_id: str, form_marker: str, message: str) -> None:
+    """The page's one error message is inside the element, right above the refused form (the form's
+    marker follows it)."""
+    assert response.text.count('id="form-error"') == 1
+    inside = element(response.text, element_id)
+    error = element(inside, "form-error")
+    assert message in page_text(httpx.Response(200, text=error))
+    assert form_marker in inside[inside.index(error) + len(error) :]
+
+
 def new_submission() -> str:
     return uuid.uuid4().hex
 
@@ -258,13 +308,19 @@ async def comments_of(db: Database, task_id: int) -> list[Comment]:
         return list((await session.exec(select(Comment).where(Comment.task_id == task_id))).all())
 
 
-async def open_client(settings: Settings, db: Database) -> tuple[httpx.AsyncClient, RecordingScheduler]:
+async def open_client(
+    settings: Settings, db: Database, *, language: str | None = "en"
+) -> tuple[httpx.AsyncClient, RecordingScheduler]:
+    """A browser on the app. The fixture's organisations work in Albanian: these tests read the page in
+    English, as a focal point who chose English with the page's switch would (its cookie); `language=None`
+    is a browser that has chosen nothing."""
     scheduler = RecordingScheduler(settings)
     app = create_app(settings, db=db, scheduler=scheduler)
     client = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 50123)),
         base_url="http://testserver",
         headers=BROWSER_HEADERS,
+        cookies={LANGUAGE_COOKIE: language} if language else None,
     )
     return client, scheduler
 
@@ -364,11 +420,16 @@ async def test_a_comment_on_a_paragraph_with_proposed_wording_is_shown_and_audit
         "4", body, paragraph="4.2", kind="substantive", proposed_wording=wording
     )
     assert response.status_code == 303, response.text
-    assert response.headers["location"].startswith(review.path + "?done=comment-added#comment-")
+    (comment,) = await comments_of(review.db, review.task_id)
+    assert (
+        response.headers["location"]
+        == f"{review.path}?done=comment-added&comment={comment.id}#comment-{comment.id}"
+    )
 
     page = await review.http.get(response.headers["location"])
-    assert "Your comment was saved." in page.text
-    (comment,) = await comments_of(review.db, review.task_id)
+    # The notice is in the comment the page jumps to, not at the top of the page.
+    assert "Your comment was saved." in element(page.text, f"comment-{comment.id}")
+    assert page.text.count("Your comment was saved.") == 1
     assert (comment.paragraph, str(comment.kind), comment.body, comment.proposed_wording) == (
         "4.2",
         "substantive",
@@ -407,7 +468,8 @@ async def test_a_comment_on_the_whole_section(review: Review) -> None:
 
 async def test_every_comment_form_has_its_own_submission_id_and_sends_once(review: Review) -> None:
     page = await review.page()
-    forms = re.findall(r'<form method="post" action="/t/[^"]+/comments"[^>]*>', page.text)
+    # Each form's action ends in #form-error: refused, the page shows its message right above the form.
+    forms = re.findall(r'<form method="post" action="/t/[^"]+/comments#form-error"[^>]*>', page.text)
     assert len(forms) == len(SECTIONS)
     assert all("data-once" in form for form in forms)
     ids = [comment_submission_of(page, review.section(number).id) for number in SECTIONS]
@@ -434,7 +496,7 @@ async def test_a_double_submitted_comment_records_one(review: Review) -> None:
     assert [response.status_code for response in responses] == [303] * 3, [r.text[-300:] for r in responses]
     (comment,) = await comments_of(review.db, review.task_id)
     assert {response.headers["location"] for response in responses} == {
-        f"{review.path}?done=comment-added#comment-{comment.id}"
+        f"{review.path}?done=comment-added&comment={comment.id}#comment-{comment.id}"
     }
     assert len(await events(review.db, "comment.added")) == 1
     # The same form sent again later (the browser's back button, then submit): still the one comment.
@@ -574,6 +636,11 @@ async def test_a_bad_comment_is_refused_with_the_typed_text_kept(
         assert body in response.text, "the typed comment was not kept"
     assert wording in response.text, "the typed proposed wording was not kept"
     assert await snapshot(review.db) == before
+    if case in ("section not assigned", "section of another draft", "section id not a number"):
+        # No form on the page is the one it came from: the message and the text are above the sections.
+        assert response.text.index('id="form-error"') < response.text.index("draft-intro")
+    else:
+        assert_error_above(response, f"add-{section_id}", 'name="submission_id"', message)
 
 
 async def test_editing_a_comment_makes_revision_2_and_audits_before_and_after(review: Review) -> None:
@@ -584,7 +651,9 @@ async def test_editing_a_comment_makes_revision_2_and_audits_before_and_after(re
         {"body": "Revised text.", "paragraph": "4.3", "kind": "legal", "proposed_wording": "New wording."},
     )
     assert response.status_code == 303, response.text
-    assert response.headers["location"].endswith(f"?done=comment-edited#comment-{comment.id}")
+    assert response.headers["location"].endswith(
+        f"?done=comment-edited&comment={comment.id}#comment-{comment.id}"
+    )
     (edited,) = await comments_of(review.db, review.task_id)
     assert (edited.revision, edited.body, edited.paragraph, str(edited.kind), edited.proposed_wording) == (
         2,
@@ -628,6 +697,11 @@ async def test_a_bad_edit_is_refused_with_the_typed_text_kept(review: Review) ->
     assert response.status_code == 422
     assert "section 4 has no paragraph 9.9" in page_text(response)
     assert "Edited but bad paragraph." in response.text
+    article = element(response.text, f"comment-{comment.id}")
+    assert_error_above(
+        response, f"comment-{comment.id}", f'action="/t/{review.token}/comments/{comment.id}/edit', "9.9"
+    )
+    assert '<details class="comment-edit" open>' in article  # the edit form is open, with what was typed
     assert await snapshot(review.db) == before
 
 
@@ -642,7 +716,7 @@ async def test_withdrawing_a_comment(review: Review) -> None:
     (event,) = await events(review.db, "comment.withdrawn")
     assert event.data["comment_id"] == comment.id
     page = await review.http.get(response.headers["location"])
-    assert "Your comment was withdrawn." in page.text
+    assert "Your comment was withdrawn." in element(page.text, f"comment-{comment.id}")
     article = page.text[page.text.index(f'id="comment-{comment.id}"') :]
     article = article[: article.index("</article>")]
     assert "withdrawn" in page_text(httpx.Response(200, text=article))
@@ -705,7 +779,7 @@ async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(
         async with other:
             data["csrf_token"] = csrf_of(await other.get(review.path))
     if case == "no cookie":
-        review.http.cookies.clear()
+        review.http.cookies.delete("rt_csrf")
     before = await snapshot(review.db)
     for suffix, form, typed in [
         ("/comments", data, body),
@@ -827,8 +901,8 @@ async def test_sign_off_records_a_receipt_with_the_section_hashes(review: Review
 
     page = await review.http.get(response.headers["location"])
     text = page_text(page)
-    assert "The sign-off was recorded." in text
-    assert 'id="receipt"' in page.text
+    assert "The sign-off was recorded." in element(page.text, "receipt")  # where the page jumps to
+    assert text.count("The sign-off was recorded.") == 1
     assert 'id="sign-off-form"' not in page.text
     assert "Arben Hoxha, Secretary General" in text
     assert "Approve with comments" in text
@@ -974,11 +1048,15 @@ async def test_a_bad_sign_off_is_refused_and_nothing_is_stored(
     assert "Not recorded." in text
     assert message in text
     assert 'id="sign-off-form"' in response.text  # the form is there again, to correct
+    # The message is right above the form it is about, where the form's action (#form-error) leads.
+    assert_error_above(response, "sign-off", 'id="sign-off-form"', message)
     assert "Director of Policy" in response.text or "signer_title" in extra
     assert await snapshot(review.db) == before
 
 
-async def test_an_objection_needs_an_active_objection_among_the_comments_and_lists_them(review: Review) -> None:
+async def test_an_objection_needs_an_active_objection_among_the_comments_and_lists_them(
+    review: Review,
+) -> None:
     await review.add_comment("4", "Withdrawn later.", weight="objection")
     (comment,) = await comments_of(review.db, review.task_id)
     await review.post(f"/comments/{comment.id}/withdraw", {})
@@ -1016,6 +1094,104 @@ async def test_after_sign_off_comments_are_refused(review: Review) -> None:
         assert response.status_code == 409, (suffix, response.text)
         assert "already signed off" in page_text(response)
     assert await snapshot(review.db) == before
+
+
+# ------------------------------------------------------------------------- where the page answers
+
+
+async def test_a_refused_second_sign_off_says_so_above_the_receipt(review: Review) -> None:
+    alternate_path = "/t/" + review.token_of("ministry-of-interior", 1)
+    page = await review.page(alternate_path)
+    assert (await review.sign_off("approve")).status_code == 303
+    response = await review.http.post(
+        alternate_path + "/sign-off",
+        data={
+            "csrf_token": csrf_of(page),
+            "submission_id": new_submission(),
+            "decision": "object",
+            "statement": "We object to section 4.",
+            "signer_name": "Someone Else",
+            "signer_title": "Deputy",
+        },
+    )
+    assert response.status_code == 409
+    # The form is gone (the receipt is there instead): the message and the typed statement, to copy,
+    # are in the sign-off section, above the receipt.
+    assert_error_above(response, "sign-off", 'id="receipt"', "already signed off")
+    assert "We object to section 4." in element(element(response.text, "sign-off"), "form-error")
+
+
+async def test_a_refused_request_for_more_time_is_answered_above_its_form(review: Review) -> None:
+    page = await review.page()
+    before = await snapshot(review.db)
+    response = await review.http.post(
+        review.path + "/extension-request",
+        data={
+            "csrf_token": csrf_of(page),
+            "submission_id": new_submission(),
+            "wanted_deadline": "2020-01-10T17:00",
+            "reason": "Our legal department needs two more weeks.",
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert_error_above(
+        response, "more-time", 'id="extension-form"', "Ask for a date after your current deadline."
+    )
+    assert "Our legal department needs two more weeks." in element(response.text, "extension-form")
+    assert await snapshot(review.db) == before
+
+
+async def test_a_request_for_more_time_is_confirmed_where_it_was_made(review: Review) -> None:
+    page = await review.page()
+    wanted = (await _deadline(review.db, review.built.round_id)) + timedelta(days=7)
+    response = await review.http.post(
+        review.path + "/extension-request",
+        data={
+            "csrf_token": csrf_of(page),
+            "submission_id": new_submission(),
+            "wanted_deadline": wanted.astimezone(ZoneInfo("Europe/Tirane")).strftime("%Y-%m-%dT%H:%M"),
+            "reason": "Our legal department needs two more weeks.",
+        },
+    )
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == review.path + "?done=time-asked#more-time"
+    answered = await review.http.get(response.headers["location"])
+    assert "Your request for more time was sent" in element(answered.text, "more-time")
+    assert page_text(answered).count("Your request for more time was sent") == 1
+
+
+async def test_a_refused_handover_is_answered_above_its_form_and_a_handover_confirmed_there(
+    review: Review,
+) -> None:
+    page = await review.page()
+    form = {
+        "csrf_token": csrf_of(page),
+        "colleague_name": "Drita Kola",
+        "colleague_email": review.link.email,  # already has a link to this task
+        "note": "Please take this over.",
+    }
+    refused = await review.http.post(review.path + "/handover", data=form)
+    assert refused.status_code == 409, refused.text
+    assert_error_above(refused, "hand-over", 'name="colleague_name"', "already has a link to this task")
+    assert 'value="Drita Kola"' in element(refused.text, "hand-over")  # what was typed is back
+
+    done = await review.http.post(
+        review.path + "/handover",
+        data={**form, "colleague_email": "drita.kola@ministry-of-interior.gov.example"},
+    )
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == review.path + "?done=handed-over#hand-over"
+    answered = await review.http.get(done.headers["location"])
+    assert "Your colleague has been sent a link of their own." in element(answered.text, "hand-over")
+
+
+async def test_a_refused_withdrawal_is_answered_in_the_comment(review: Review) -> None:
+    await review.add_comment("4", "Withdrawn twice.")
+    (comment,) = await comments_of(review.db, review.task_id)
+    assert (await review.post(f"/comments/{comment.id}/withdraw", {})).status_code == 303
+    twice = await review.post(f"/comments/{comment.id}/withdraw", {})
+    assert twice.status_code == 409
+    assert_error_above(twice, f"comment-{comment.id}", "Withdrawn twice.", "withdrawn")
 
 
 # ------------------------------------------------------------------------------- deadline and close
@@ -1078,7 +1254,8 @@ async def test_after_the_deadline_the_page_says_so_and_refuses_writes(review: Re
 async def test_a_round_created_with_a_near_deadline_closes_to_writes(
     db: Database, settings: Settings
 ) -> None:
-    built = await build_round(db, settings, deadline=datetime.now(UTC) + timedelta(seconds=2))
+    # Far enough for the page to be read before it on a loaded machine, near enough to wait for.
+    built = await build_round(db, settings, deadline=datetime.now(UTC) + timedelta(seconds=6))
     http, _ = await open_client(settings, db)
     async with http:
         path = "/t/" + built.tokens["ministry-of-interior"][0]

@@ -68,6 +68,8 @@ async def sign_off_task(db: Database, mailbox: DevMailbox, link: AccessLink, dec
 
 
 async def sign_off_with(db: Database, token: str, decision: Decision) -> None:
+    if decision == Decision.object:  # an objecting sign-off names the comments it objects with
+        await _object_to_the_first_section(db, token)
     async with db.write_session() as session:
         await reviews.sign_off(
             session,
@@ -77,6 +79,26 @@ async def sign_off_with(db: Database, token: str, decision: Decision) -> None:
                 statement="Agreed by the directorate.",
                 signer_name="Elira Marku",
                 signer_title="Director General",
+                submission_id=uuid.uuid4().hex,
+            ),
+            client=CLIENT,
+        )
+
+
+async def _object_to_the_first_section(db: Database, token: str) -> None:
+    from models.reviews import CommentCreate
+    from services import comments, links
+
+    async with db.session() as session:
+        task = (await links.resolve(session, token=token, lock=False)).context.task
+    async with db.write_session() as session:
+        await comments.add_comment(
+            session,
+            token=token,
+            data=CommentCreate(
+                section_id=task.section_ids[0],
+                body="This section contradicts the Law on Foreigners.",
+                weight="objection",
                 submission_id=uuid.uuid4().hex,
             ),
             client=CLIENT,

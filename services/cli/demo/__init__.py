@@ -79,6 +79,18 @@ async def load(db: Database) -> int:
             session,
             data=RoundCreate(
                 title="Digital Public Services Strategy 2027–2031: first consultation round",
+                purpose=(
+                    "The ministries, agencies and municipalities are asked for their opinion on the draft "
+                    "strategy before the ministerial committee adopts it. Ministries sign off for clearance; "
+                    "the others are consulted."
+                ),
+                cover_message=(
+                    "Please review the sections assigned to your organisation, comment where the text "
+                    "should change and sign off for your organisation by the deadline. Mark as an objection "
+                    "any point your organisation cannot accept unless it is resolved."
+                ),
+                contact_name="Secretariat of the Digital Governance Committee",
+                contact_email=COORDINATOR_EMAIL,
                 document_version_id=document.versions[0].id,
                 deadline=_demo_deadline(),
                 reminder_policy=ReminderPolicy(

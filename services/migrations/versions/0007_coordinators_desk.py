@@ -40,9 +40,13 @@ def upgrade() -> None:
         "(SELECT id FROM organisations WHERE kind = 'ministry')"
     )
     with op.batch_alter_table("comments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("weight", sa.String(length=20), nullable=False, server_default="remark"))
+        batch_op.add_column(
+            sa.Column("weight", sa.String(length=20), nullable=False, server_default="remark")
+        )
     with op.batch_alter_table("sign_offs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("objections", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
+        batch_op.add_column(
+            sa.Column("objections", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
+        )
     op.create_table(
         "answer_texts",
         sa.Column("id", sa.Integer(), nullable=False),

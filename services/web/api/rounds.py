@@ -1,17 +1,18 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, status
+from fastapi import APIRouter, BackgroundTasks, Response, status
 
 from models.extensions import ExtensionCreate, ExtensionRead
-from models.reviews import CommentRead, SignOffRead
+from models.reviews import SignOffRead
 from models.rounds import (
     ReasonGiven,
     RoundCreate,
     RoundLaunchRead,
     RoundListItem,
     RoundRead,
+    RoundUpdate,
 )
-from services import comments, extensions, reports, round_endings, rounds
+from services import extensions, reports, round_endings, rounds
 from services.web.access import API
 from services.web.deps import (
     ApiPrincipal,
@@ -45,6 +46,22 @@ async def get_round(session: ReadSession, round_id: IdPath) -> RoundRead:
     return await rounds.get_round(session, round_id=round_id)
 
 
+@router.patch("/{round_id}", response_model=RoundRead)
+async def update_round(
+    session: WriteSession, principal: ApiPrincipal, round_id: IdPath, data: RoundUpdate
+) -> RoundRead:
+    """Change a draft round: only the fields given change (organisations kept keep their sections and
+    role unless those are given). 409 once the round is launched."""
+    return await rounds.update_draft(session, round_id=round_id, data=data, actor=principal.actor)
+
+
+@router.delete("/{round_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+async def delete_round(session: WriteSession, principal: ApiPrincipal, round_id: IdPath) -> Response:
+    """Delete a draft round and its tasks; its audit events stay. 409 once the round is launched."""
+    await rounds.delete_draft(session, round_id=round_id, actor=principal.actor)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post("/{round_id}/launch", response_model=RoundLaunchRead, status_code=status.HTTP_202_ACCEPTED)
 async def launch(
     db: DatabaseDep, scheduler: SchedulerDep, settings: SettingsDep, principal: ApiPrincipal, round_id: IdPath
@@ -59,12 +76,6 @@ async def launch(
 async def sign_off_register(session: ReadSession, round_id: IdPath) -> list[SignOffRead]:
     """Who signed what, when, on which exact texts (section hashes), with the audit event of each."""
     return await reports.list_sign_offs(session, round_id=round_id)
-
-
-@router.get("/{round_id}/comments", response_model=list[CommentRead])
-async def round_comments(session: ReadSession, round_id: IdPath) -> list[CommentRead]:
-    """Every comment of the round, withdrawn ones included, in section order."""
-    return await comments.list_comments(session, round_id=round_id)
 
 
 @router.post("/{round_id}/extensions", response_model=ExtensionRead)

@@ -8,31 +8,27 @@ changes anything.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.enums import OrganisationKind, RoundStatus
 from services import (
+    dashboard,
     documents,
     exports,
     extension_requests,
     extensions,
-    organisations,
     round_endings,
-    rounds,
     task_changes,
     users,
 )
-from services.audit import browse
+from services.audit import sentences
 from services.errors import InvalidInput, TooManyRequests, Unauthorized
-from services.web import console_views
+from services.web import round_page as round_page_view
 from services.web.console_page import Page
 from services.web.csrf import CsrfFailed, secure_cookies
 from services.web.deps import (
@@ -40,10 +36,11 @@ from services.web.deps import (
     Client,
     ConsolePage,
     ConsolePrincipal,
-    CountQuery,
     DatabaseDep,
+    FilterQuery,
     IdPath,
     OrganisationKeyPath,
+    PageQuery,
     ReadSession,
     SchedulerDep,
     SeqQuery,
@@ -66,11 +63,10 @@ from services.web.forms import (
     GrantForm,
     ReasonForm,
     RefuseForm,
-    RegistryForm,
     RevisionForm,
-    RoundForm,
     SignInForm,
 )
+from services.web.i18n import N_
 from services.web.routes import LOGIN_PATH, ConsoleRoute, Refused, shows_refused
 from workflows.client import launch_round
 
@@ -118,7 +114,7 @@ async def _sign_in_refused(request: Request, _session: AsyncSession, refused: Re
     if not isinstance(refused.error, Unauthorized | TooManyRequests):
         raise refused.error
     typed = refused.form.typed(request.path_params)
-    message = "Wrong email or password." if isinstance(refused.error, Unauthorized) else refused.message
+    message = N_("Wrong email or password.") if isinstance(refused.error, Unauthorized) else refused.message
     return console_page(request, None).render(
         "console/login.html",
         {"email": typed["email"], "next": safe_next(typed["next"]), "error": message},
@@ -162,104 +158,50 @@ async def logout(page: SignInPage, session: WriteSession, _form: Submitted[CsrfF
 
 
 @router.get("")
-async def rounds_list(page: ConsolePage, session: ReadSession) -> Response:
-    """Every round, newest first."""
-    return page.render("console/rounds.html", {"nav": "rounds", "rounds": await rounds.list_rounds(session)})
-
-
-def _suggested_deadline(timezone: str) -> str:
-    """Two weeks from today at 17:00 local time, as a datetime-local value."""
-    day = datetime.now(ZoneInfo(timezone)).date() + timedelta(days=14)
-    return f"{day.isoformat()}T17:00"
-
-
-async def _new_round_form(
-    page: Page,
+async def rounds_list(
+    page: ConsolePage,
     session: ReadSession,
-    form: dict[str, Any],
-    *,
-    status_code: int = 200,
-    error: str | None = None,
-    problems: list[str] | None = None,
+    q: FilterQuery = "",
+    status: FilterQuery = "",
+    number: PageQuery = "",
 ) -> Response:
-    return page.render(
-        "console/new_round.html",
-        {
-            "nav": "rounds",
-            "choices": await console_views.new_round_choices(session),
-            "kinds": list(OrganisationKind),
-            "form": form,
-            "error": error,
-            "problems": problems or [],
-        },
-        status_code=status_code,
-    )
-
-
-@router.get("/rounds/new")
-async def new_round(page: ConsolePage, session: ReadSession) -> Response:
-    form: dict[str, Any] = {
-        "title": "",
-        "document_version_id": "",
-        "deadline": _suggested_deadline(page.settings.timezone),
-        "organisations": "all",
-        "organisation_kinds": [],
-        "organisation_keys": "",
-        "sections": None,  # None: every section of the chosen version is ticked
-        **{
-            name: value
-            for name, value in RoundForm().typed({}).items()
-            if name.startswith(("procedure", "minimum", "grace", "silence", "reminder"))
-        },
-    }
-    return await _new_round_form(page, session, form)
-
-
-async def _new_round_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
-    page = await _signed_in_page(request)
-    return await _new_round_form(page, session, refused.form.typed(request.path_params), **_shown(refused))
-
-
-@router.post("/rounds")
-@shows_refused(_new_round_refused)
-async def create_round(
-    principal: SignedIn, session: WriteSession, settings: SettingsDep, form: Submitted[RoundForm]
-) -> Response:
-    data = form.round_create(settings.timezone)
-    created = await rounds.create_round(session, data=data, actor=principal.actor, user_id=principal.user_id)
-    return RedirectResponse(f"/console/rounds/{created.id}?done=created", status_code=303)
-
-
-async def _round_page(
-    page: Page,
-    session: AsyncSession,
-    round_id: int,
-    *,
-    status_code: int = 200,
-    error: str | None = None,
-    problems: list[str] | None = None,
-    form: dict[str, Any] | None = None,
-) -> Response:
-    overview = await console_views.round_overview(session, round_id=round_id)
-    return page.render(
-        "console/round.html",
-        {
-            "nav": "rounds",
-            "overview": overview,
-            "draft_status": RoundStatus.draft,
-            "error": error,
-            "problems": problems or [],
-            "form": form or {},
-        },
-        status_code=status_code,
-    )
+    """The rounds, newest first, a page at a time; `?q=` searches titles, `?status=` keeps one status."""
+    listed = await dashboard.round_list(session, query=q, status=status, page=dashboard.check_page(number))
+    return page.render("console/rounds.html", {"nav": "rounds", "listing": listed})
 
 
 @router.get("/rounds/{round_id}")
-async def round_page(page: ConsolePage, session: ReadSession, round_id: IdPath) -> Response:
-    """The round's status, each organisation's task, the sign-off register and the comment matrix, and the
-    coordinator's actions on a round under way."""
-    return await _round_page(page, session, round_id)
+async def round_page(
+    page: ConsolePage,
+    session: ReadSession,
+    round_id: IdPath,
+    q: FilterQuery = "",
+    status: FilterQuery = "",
+    number: PageQuery = "",
+    task: FilterQuery = "",
+) -> Response:
+    """The round's dashboard (progress, clearance, a row per organisation with its actions, comments per
+    section, the timeline), the round's actions, the sign-off register and the comments. `?q=` and
+    `?status=` search and filter the organisations, `?page=` pages them; `?task=` is the row an action
+    was just taken on (its notice is shown there)."""
+    return await round_page_view.render(
+        page, session, round_id, query=q, status=status, page_number=number, task=task
+    )
+
+
+@router.get("/rounds/{round_id}/dashboard")
+async def round_dashboard(
+    page: ConsolePage,
+    session: ReadSession,
+    round_id: IdPath,
+    q: FilterQuery = "",
+    status: FilterQuery = "",
+    number: PageQuery = "",
+) -> Response:
+    """Only the round page's dashboard, as the page's script fetches it every 30 s while the round is open."""
+    return await round_page_view.render(
+        page, session, round_id, query=q, status=status, page_number=number, fragment=True
+    )
 
 
 async def _round_action_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
@@ -267,13 +209,19 @@ async def _round_action_refused(request: Request, session: AsyncSession, refused
     if round_id is None:
         raise refused.error  # a path that names no round has no page to show the form on
     page = await _signed_in_page(request)
-    return await _round_page(
-        page, session, round_id, form=refused.form.typed(request.path_params), **_shown(refused)
+    typed = refused.form.typed(request.path_params)
+    return await round_page_view.render(
+        page,
+        session,
+        round_id,
+        form=typed,
+        place=round_page_view.refused_place(request.url.path, request.path_params, typed),
+        **_shown(refused),
     )
 
 
-def _back_to(round_id: int, done: str) -> Response:
-    return RedirectResponse(f"/console/rounds/{round_id}?done={done}", status_code=303)
+def _back_to(round_id: int, done: str, task: str | None = None) -> Response:
+    return round_page_view.back_to(round_id, done, task=task)
 
 
 @router.post("/rounds/{round_id}/extend")
@@ -295,7 +243,8 @@ async def extend_round(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "extended")
+    keys = form.organisation_keys
+    return _back_to(round_id, "extended", keys[0] if len(keys) == 1 else None)
 
 
 @router.post("/rounds/{round_id}/close")
@@ -361,7 +310,7 @@ async def add_organisation(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "added")
+    return _back_to(round_id, "added", form.organisation_key.strip())
 
 
 @router.post("/rounds/{round_id}/tasks/{organisation_key}/withdraw")
@@ -385,7 +334,7 @@ async def withdraw_organisation(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "withdrawn")
+    return _back_to(round_id, "withdrawn", organisation_key)
 
 
 @router.post("/rounds/{round_id}/tasks/{organisation_key}/resend")
@@ -404,7 +353,7 @@ async def resend_links(
         session, round_id=round_id, key=organisation_key, actor=principal.actor, settings=settings
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "resent")
+    return _back_to(round_id, "resent", organisation_key)
 
 
 @router.post("/rounds/{round_id}/tasks/{organisation_key}/contacts")
@@ -428,7 +377,7 @@ async def replace_contact(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "replaced")
+    return _back_to(round_id, "replaced", organisation_key)
 
 
 @router.post("/rounds/{round_id}/tasks/{organisation_key}/reopen")
@@ -452,7 +401,7 @@ async def reopen_sign_off(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "reopened")
+    return _back_to(round_id, "reopened", organisation_key)
 
 
 @router.post("/rounds/{round_id}/extension-requests/{request_id}/grant")
@@ -467,7 +416,7 @@ async def grant_request(
     request_id: IdPath,
     form: Submitted[GrantForm],
 ) -> Response:
-    await extension_requests.grant(
+    answered = await extension_requests.grant(
         session,
         request_id=request_id,
         round_id=round_id,
@@ -477,7 +426,7 @@ async def grant_request(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "granted")
+    return _back_to(round_id, "granted", answered.organisation_key)
 
 
 @router.post("/rounds/{round_id}/extension-requests/{request_id}/refuse")
@@ -492,7 +441,7 @@ async def refuse_request(
     request_id: IdPath,
     form: Submitted[RefuseForm],
 ) -> Response:
-    await extension_requests.refuse(
+    answered = await extension_requests.refuse(
         session,
         request_id=request_id,
         round_id=round_id,
@@ -502,7 +451,7 @@ async def refuse_request(
         settings=settings,
     )
     background.add_task(scheduler.wake, round_id)
-    return _back_to(round_id, "refused")
+    return _back_to(round_id, "refused", answered.organisation_key)
 
 
 @router.post("/rounds/{round_id}/launch")
@@ -519,78 +468,7 @@ async def launch(
     return RedirectResponse(f"/console/rounds/{round_id}?done={done}", status_code=303)
 
 
-# ----------------------------------------------------------------------------------- the registry
-
-
-def _kind_filter(kind: str) -> OrganisationKind | None:
-    if not kind:
-        return None
-    try:
-        return OrganisationKind(kind)
-    except ValueError:
-        known = ", ".join(OrganisationKind)
-        raise InvalidInput(f"'{kind}' is not a kind of organisation; the kinds are {known}.") from None
-
-
-async def _registry_page(
-    page: Page,
-    session: ReadSession,
-    kind: str = "",
-    *,
-    status_code: int = 200,
-    error: str | None = None,
-    problems: list[str] | None = None,
-    imported: dict[str, int] | None = None,
-) -> Response:
-    chosen = _kind_filter(kind)
-    return page.render(
-        "console/organisations.html",
-        {
-            "nav": "organisations",
-            "organisations": await organisations.list_organisations(session, kind=chosen),
-            "kinds": list(OrganisationKind),
-            "kind": chosen,
-            "imported": imported,
-            "error": error,
-            "problems": problems or [],
-        },
-        status_code=status_code,
-    )
-
-
-@router.get("/organisations")
-async def registry(
-    page: ConsolePage,
-    session: ReadSession,
-    kind: str = "",
-    created: CountQuery = None,
-    updated: CountQuery = None,
-    unchanged: CountQuery = None,
-) -> Response:
-    """The stakeholder registry, grouped by kind; `?kind=` shows one kind."""
-    counts = None
-    if created is not None and updated is not None and unchanged is not None:
-        counts = {"created": created, "updated": updated, "unchanged": unchanged}
-    return await _registry_page(page, session, kind, imported=counts)
-
-
-async def _registry_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
-    page = await _signed_in_page(request)
-    return await _registry_page(page, session, **_shown(refused))
-
-
-@router.post("/organisations/import")
-@shows_refused(_registry_refused)
-async def import_registry(
-    principal: SignedIn, session: WriteSession, form: Submitted[RegistryForm]
-) -> Response:
-    """Create or update organisations from a CSV file; a file with any bad line imports nothing."""
-    upload = await form.upload()
-    result = await organisations.import_csv(session, content=upload.content, actor=principal.actor)
-    return RedirectResponse(
-        f"/console/organisations?created={result.created}&updated={result.updated}&unchanged={result.unchanged}",
-        status_code=303,
-    )
+# The registry's pages are in console_registry.py.
 
 
 # ------------------------------------------------------------------------------------------ drafts
@@ -685,9 +563,12 @@ def _round_filter(round_id: str) -> int | None:
 async def audit_events(
     page: ConsolePage, session: ReadSession, round_id: str = "", after_seq: SeqQuery = 0
 ) -> Response:
-    """The audit trail in seq order, a page at a time, optionally for one round."""
+    """The audit trail in seq order, a page at a time, optionally for one round: each event as a sentence,
+    the event as recorded beside it."""
     chosen = _round_filter(round_id)
-    events = await browse.list_events(session, round_id=chosen, after_seq=after_seq, limit=AUDIT_PAGE_SIZE)
+    events = await sentences.described_events(
+        session, timezone=page.settings.timezone, round_id=chosen, after_seq=after_seq, limit=AUDIT_PAGE_SIZE
+    )
     return page.render(
         "console/audit.html", {"nav": "audit", "page": events, "round_id": chosen, "after_seq": after_seq}
     )

@@ -29,7 +29,7 @@ MESSAGES_PER_PAGE = 50
 # The same notion of a link as notifications.mailbox.parse_links, but with positions, to linkify text.
 _URL = re.compile(r"https?://[^\s<>\"'()\[\]{}]+", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?"
-SHOWN_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
+SHOWN_HEADERS = ("From", "Reply-To", "To", "Subject", "Date", "Message-ID")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,8 @@ def _render(
         templates,
         settings,
         name,
-        {"link_label": link_label, **context},
+        # A developer's tool, in English only: no language switch.
+        {"link_label": link_label, "lang": "en", "language_links": [], **context},
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
 

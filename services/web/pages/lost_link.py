@@ -20,12 +20,13 @@ from services.errors import TooManyRequests
 from services.web import csrf
 from services.web.deps import Client, SchedulerDep, SettingsDep, Submitted, WriteSession, web_state
 from services.web.forms import LostLinkForm
+from services.web.i18n import N_
 from services.web.routes import PublicRoute, Refused, shows_refused
 from workflows.client import Scheduler
 
 router = APIRouter(prefix="/links", include_in_schema=False, route_class=PublicRoute)
 
-ANSWER = (
+ANSWER = N_(
     "If this address belongs to a focal point or alternate of an open consultation, a message with their "
     "links is on its way. It may take a few minutes; look in the spam folder too."
 )
@@ -33,7 +34,7 @@ ANSWER_SQ = (
     "Nëse kjo adresë i përket një pike fokale ose zëvendësi të një konsultimi të hapur, një mesazh me "
     "lidhjet e tyre është rrugës. Mund të zgjasë disa minuta; shikoni edhe dosjen e postës së padëshiruar."
 )
-CSRF_REFUSED = (
+CSRF_REFUSED = N_(
     "This form has expired or did not come from this site, so nothing was sent. Type the address again."
 )
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}

@@ -7,6 +7,8 @@ typed (ReviewRoute, and `_show_refused` here), never a bare validation error.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -17,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.enums import CommentStatus, Decision
 from services import comments, extension_requests, handovers, links, review_page, reviews
 from services.errors import NotFound
-from services.web import csrf, review_view
+from services.web import csrf, i18n, review_view
 from services.web.deps import (
     Client,
     IdPath,
@@ -26,8 +28,10 @@ from services.web.deps import (
     SettingsDep,
     Submitted,
     WriteSession,
+    parse_id,
     web_state,
 )
+from services.web.errors import describe_validation
 from services.web.forms import (
     CommentEditForm,
     CommentForm,
@@ -36,25 +40,32 @@ from services.web.forms import (
     HandoverForm,
     SignOffForm,
 )
+from services.web.i18n import N_
 from services.web.routes import Refused, ReviewRoute, shows_refused
 
 router = APIRouter(prefix="/t", include_in_schema=False, route_class=ReviewRoute)
 
 NOTICES = {
-    "comment-added": "Your comment was saved.",
-    "comment-edited": "Your comment was updated.",
-    "comment-withdrawn": "Your comment was withdrawn.",
-    "signed": "The sign-off was recorded. Your receipt is below.",
-    "time-asked": "Your request for more time was sent to the coordinator; the answer will come by email.",
-    "handed-over": "Your colleague has been sent a link of their own. Yours keeps working too.",
+    "comment-added": N_("Your comment was saved."),
+    "comment-edited": N_("Your comment was updated."),
+    "comment-withdrawn": N_("Your comment was withdrawn."),
+    "signed": N_("The sign-off was recorded. Your receipt is below."),
+    "time-asked": N_(
+        "Your request for more time was sent to the coordinator; the answer will come by email."
+    ),
+    "handed-over": N_("Your colleague has been sent a link of their own. Yours keeps working too."),
 }
+NOTICE_PLACES = {"signed": "receipt", "time-asked": "more-time", "handed-over": "hand-over"}
+"""Where each notice is shown: next to what the person did, where the redirect's fragment leads (a
+comment's notices in the comment itself)."""
 KEPT_FIELDS = ("body", "proposed_wording", "statement")
 """Free text a person typed: shown back whenever the form it came from is not on the page any more."""
-CSRF_REFUSED = (
+CSRF_REFUSED = N_(
     "This form has expired or did not come from this site, so nothing was recorded. If you sent it, "
     "check what you typed (shown below), then paste it into the form on this page and submit it again."
 )
 PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+TOP = "top"
 
 
 def _form_shown(page: review_page.ReviewPage, form: dict[str, Any]) -> bool:
@@ -75,27 +86,82 @@ def _form_shown(page: review_page.ReviewPage, form: dict[str, Any]) -> bool:
     return True
 
 
+def _more_time_shown(page: review_page.ReviewPage) -> bool:
+    return page.pending_request is not None or page.may_ask_for_time or page.writable
+
+
+def _error_place(page: review_page.ReviewPage, form: dict[str, Any], comment_id: int | None) -> str:
+    """Where a refused form's message goes: right above the form it came from (each form's action ends
+    in #form-error, the message's id, so the browser shows it), or above the sections when that form
+    is not on the page any more."""
+    if "section_id" in form:
+        shown = page.writable and any(section.id == form["section_id"] for section in page.sections)
+        return f"add-{form['section_id']}" if shown else TOP
+    comment_id = form.get("editing", comment_id)
+    if comment_id is not None:
+        shown = any(comment.id == comment_id for comment in page.comments)
+        return f"comment-{comment_id}" if shown else TOP
+    if "decision" in form:
+        return "sign-off"
+    if "wanted_deadline" in form:
+        return "more-time" if _more_time_shown(page) else TOP
+    if "colleague_email" in form:
+        if page.writable:
+            return "hand-over"
+        return "more-time" if _more_time_shown(page) else TOP
+    return TOP
+
+
+def _notice_place(page: review_page.ReviewPage, done: str, comment_id: int | None) -> str:
+    if done.startswith("comment-"):
+        shown = any(comment.id == comment_id for comment in page.comments)
+        return f"comment-{comment_id}" if shown else TOP
+    place = NOTICE_PLACES.get(done, TOP)
+    if place == "receipt" and page.sign_off is None:
+        return TOP
+    if place == "more-time" and not _more_time_shown(page):
+        return TOP
+    if place == "hand-over" and not page.writable:
+        return "more-time" if _more_time_shown(page) else TOP
+    return place
+
+
+def _message(refused: Refused, words: Callable[[str], str]) -> str:
+    """A refused form's message in the page's language, as far as the catalogs have it."""
+    if isinstance(refused.error, csrf.CsrfFailed):
+        return words(CSRF_REFUSED)
+    if isinstance(refused.error, ValidationError):
+        labels, messages = refused.form.labels, refused.form.messages
+        return (
+            "; ".join(describe_validation(refused.error, labels=labels, messages=messages, translate=words))
+            + "."
+        )
+    return words(refused.message)
+
+
 async def _render(
     request: Request,
     session: AsyncSession,
     token: str,
     *,
     status_code: int = 200,
-    error: str | None = None,
-    form: dict[str, Any] | None = None,
-    labels: dict[str, str] | None = None,
-    refill: bool = True,
+    refused: Refused | None = None,
 ) -> Response:
-    """The page; after a refused form, with the message and what was typed: back in the form when the
-    page still shows it and `refill`, otherwise read-only above the sections, to copy."""
+    """The page; after a refused form, with the message right above the form and what was typed: back
+    in the form when the page still shows it (not after a CSRF refusal), otherwise read-only next to
+    the message, to copy."""
     page = await review_page.review_page(session, token=token)
-    form = form or {}
-    notice = NOTICES.get(request.query_params.get("done", ""))
+    language = i18n.language_of(request, default=str(page.context.organisation.language))
+    words = i18n.translator(language)
+    form: dict[str, Any] = refused.form.typed(request.path_params) if refused else {}
+    refill = not (refused and isinstance(refused.error, csrf.CsrfFailed))
     kept = []
-    if form and not (refill and _form_shown(page, form)):
-        kept = [
-            ((labels or {})[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()
-        ]
+    if refused and form and not (refill and _form_shown(page, form)):
+        labels = refused.form.labels or {}
+        kept = [(labels[name], form[name]) for name in KEPT_FIELDS if str(form.get(name) or "").strip()]
+    comment_id = parse_id(request.path_params.get("comment_id") or request.query_params.get("comment", ""))
+    done = request.query_params.get("done", "") if status_code == 200 else ""
+    notice = NOTICES.get(done)
     grouped = review_view.comments_by_section(page.sections, page.comments)
     refilled = form if refill else {}
     state = web_state(request)
@@ -105,12 +171,16 @@ async def _render(
         state.settings,
         "review.html",
         {
+            "lang": language,
+            "page_path": f"/t/{token}",
             "page": page,
             "token": token,
             # Each form it is called for gets its own: the same form sent twice is recorded once.
             "new_submission_id": review_view.new_submission_id,
-            "notice": notice if status_code == 200 else None,
-            "error": error,
+            "notice": words(notice) if notice else None,
+            "notice_at": _notice_place(page, done, comment_id) if notice else None,
+            "error": _message(refused, words) if refused else None,
+            "error_at": _error_place(page, form, comment_id) if refused else None,
             "form": refilled,
             "kept": kept,
             "comments_by_section": grouped,
@@ -118,8 +188,8 @@ async def _render(
             "typed": review_view.CommentFields.typed(refilled),
             "blank": review_view.BLANK,
             "paragraph_options": review_view.paragraph_options,
-            "kind_options": review_view.kind_options,
-            "weight_options": review_view.weight_options,
+            "kind_options": functools.partial(review_view.kind_options, language=language),
+            "weight_options": functools.partial(review_view.weight_options, language=language),
             "decisions": list(Decision),
         },
         status_code=status_code,
@@ -128,26 +198,12 @@ async def _render(
 
 
 async def _show_refused(request: Request, session: AsyncSession, refused: Refused) -> Response:
-    """The page again after a refused form, with the message and what was typed."""
-    token = request.path_params["token"]
-    typed = refused.form.typed(request.path_params)
-    labels = dict(refused.form.labels or {})
-    if isinstance(refused.error, csrf.CsrfFailed):
-        # What was typed is shown to copy, not put back into a form that the fresh token would let
-        # through: another site must not be able to prepare a filled-in form for one click.
-        return await _render(
-            request,
-            session,
-            token,
-            status_code=403,
-            error=CSRF_REFUSED,
-            form=typed,
-            labels=labels,
-            refill=False,
-        )
-    message = refused.message + "." if isinstance(refused.error, ValidationError) else refused.message
+    """The page again after a refused form, with the message and what was typed. After a CSRF refusal,
+    what was typed is shown to copy, not put back into a form that the fresh token would let through:
+    another site must not be able to prepare a filled-in form for one click."""
+    status_code = 403 if isinstance(refused.error, csrf.CsrfFailed) else refused.status_code
     return await _render(
-        request, session, token, status_code=refused.status_code, error=message, form=typed, labels=labels
+        request, session, request.path_params["token"], status_code=status_code, refused=refused
     )
 
 
@@ -170,7 +226,7 @@ async def add_comment(
 ) -> Response:
     """Record a comment; the same form sent again returns the comment recorded the first time."""
     comment = await comments.add_comment(session, token=token, data=form.comment(), client=client)
-    return _done(token, f"done=comment-added#comment-{comment.id}")
+    return _done(token, f"done=comment-added&comment={comment.id}#comment-{comment.id}")
 
 
 @router.post("/{token}/comments/{comment_id}/edit")
@@ -181,7 +237,7 @@ async def edit_comment(
     await comments.edit_comment(
         session, token=token, comment_id=comment_id, data=form.comment(), client=client
     )
-    return _done(token, f"done=comment-edited#comment-{comment_id}")
+    return _done(token, f"done=comment-edited&comment={comment_id}#comment-{comment_id}")
 
 
 @router.post("/{token}/comments/{comment_id}/withdraw")
@@ -190,7 +246,7 @@ async def withdraw_comment(
     session: WriteSession, client: Client, token: str, comment_id: IdPath, _form: Submitted[CsrfForm]
 ) -> Response:
     await comments.withdraw_comment(session, token=token, comment_id=comment_id, client=client)
-    return _done(token, f"done=comment-withdrawn#comment-{comment_id}")
+    return _done(token, f"done=comment-withdrawn&comment={comment_id}#comment-{comment_id}")
 
 
 @router.post("/{token}/sign-off")

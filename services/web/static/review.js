@@ -1,5 +1,9 @@
 // Progressive enhancement only: every form works without this script.
 (function () {
+  // The words the script shows, in the page's language (review.html puts them on the page's head).
+  var words = document.querySelector(".review-head") || { dataset: {} };
+  var recording = words.dataset.recording || "Recording…";
+  var paragraphTitle = words.dataset.paragraphTitle || "Comment on paragraph";
   // One click, one submission: the server also records a repeated form (same submission_id) once;
   // this just spares the second request.
   document.querySelectorAll("form[data-once]").forEach(function (form) {
@@ -8,7 +12,7 @@
     form.addEventListener("submit", function (event) {
       if (form.dataset.sent) { event.preventDefault(); return; }
       form.dataset.sent = "1";
-      buttons.forEach(function (b) { b.disabled = true; b.textContent = "Recording…"; });
+      buttons.forEach(function (b) { b.disabled = true; b.textContent = recording; });
     });
     // Coming back to this page from the browser's history shows the form as it was, still disabled:
     // make it usable again (the server still records one comment or sign-off per form).
@@ -36,7 +40,7 @@
   document.querySelectorAll(".para-number").forEach(function (number) {
     number.setAttribute("role", "button");
     number.setAttribute("tabindex", "0");
-    number.title = "Comment on paragraph " + number.textContent.trim();
+    number.title = paragraphTitle + " " + number.textContent.trim();
     function choose() {
       var section = number.closest("[data-section-id]");
       var details = section && section.querySelector("details.add-comment");
