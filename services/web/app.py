@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings, get_settings
-from services.web import access, csrf, errors, i18n
+from services.web import access, csrf, errors, i18n, openapi
 from services.web.api import (
     audit,
     comments,
@@ -112,6 +112,7 @@ def create_app(
     )
     app.state.roundtable = state
     errors.install(app)
+    openapi.install(app)
 
     # Each router carries its whole prefix: its routes look up their lines in the access table by the
     # paths they are served at.

@@ -6,9 +6,11 @@ fail wherever the answer is not what the route's line in the table says, or wher
 do not list the same routes.
 
 Every caller carries what it would in real life: staff a bearer token and a signed-in console session
-(both, on every request), the link holder the real token of a launched round in the review paths (the
-others an unknown one). Path parameters are real ids for reads and harmless ones for writes, and no form
-carries a CSRF token and no body is valid, so the walk changes nothing.
+(both, on every request), a link holder the real token of a launched round in the review paths (the
+others an unknown one). There are two link holders, the focal points of organisations A and B, and every
+comment id in the walk is B's: whatever A's link is let through to, B's task is left as it was. Path
+parameters are real ids for reads and harmless ones for writes, and no form carries a CSRF token and no
+body is valid, so the walk changes nothing.
 
 Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`, or, for a
 review link, `link_revoked`), a redirect to the console's sign-in page, or, on a route that takes a review
@@ -22,7 +24,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -44,7 +46,7 @@ from services.web.forms import CsrfForm
 from services.web.routes import ApiRoute, ConsoleRoute, PublicRoute, ReviewRoute
 from tests.conftest import TEST_SECRET
 from tests.harness import TEST_ACTOR
-from tests.web.test_review_page import RecordingScheduler, build_round
+from tests.web.test_review_page import RecordingScheduler, build_round, csrf_of, new_submission, snapshot
 
 PASSWORD = "a walk through every route"
 UNKNOWN_TOKEN = "not-a-review-token-" + "A" * 24
@@ -66,21 +68,42 @@ def served_operations(app: FastAPI) -> set[tuple[str, str]]:
     return found
 
 
+@dataclass(frozen=True)
+class Walker:
+    """Someone walking the routes: who they are, and the kind of caller the table knows them as."""
+
+    name: str
+    caller: Caller
+
+
+WALKERS = [
+    Walker("anonymous", Caller.anonymous),
+    Walker("focal point A", Caller.link_holder),
+    Walker("focal point B", Caller.link_holder),
+    Walker("coordinator", Caller.coordinator),
+    Walker("auditor", Caller.auditor),
+    Walker("admin", Caller.admin),
+]
+ORGANISATION_A, ORGANISATION_B = "ministry-of-interior", "municipality-tirane"
+
+
 @dataclass
 class Walk:
     app: FastAPI
+    db: Database
     http: httpx.AsyncClient
-    credentials: dict[Caller, dict[str, str]]
-    """The headers each kind of caller sends on every request."""
-    token: str
+    credentials: dict[str, dict[str, str]]
+    """The headers each walker sends on every request."""
+    tokens: dict[str, str]
+    """Each focal point's review token."""
     reads: dict[str, str]
     """Path parameter -> a real value, for reads."""
 
 
 @pytest.fixture
 async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
-    built = await build_round(db, settings, keys=["ministry-of-interior"])
-    credentials: dict[Caller, dict[str, str]] = {Caller.anonymous: {}, Caller.link_holder: {}}
+    built = await build_round(db, settings, keys=[ORGANISATION_A, ORGANISATION_B])
+    credentials: dict[str, dict[str, str]] = {walker.name: {} for walker in WALKERS}
     for caller, role in STAFF.items():
         email = f"{caller}@secretariat.example"
         async with db.write_session() as session:
@@ -89,7 +112,7 @@ async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
             )
         async with db.write_session() as session:
             _principal, console_secret = await users.sign_in(session, email=email, password=PASSWORD)
-        credentials[caller] = {
+        credentials[str(caller)] = {
             "Authorization": f"Bearer {api_token}",
             "Cookie": f"{CONSOLE_COOKIE}={console_secret}",
         }
@@ -99,25 +122,61 @@ async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
         base_url="http://testserver",
         headers={"Accept": "application/json"},  # errors say which they are
     ) as http:
+        comment_of_b = await comment_as(http, built.tokens[ORGANISATION_B][0], "B's own comment.")
         yield Walk(
             app=app,
+            db=db,
             http=http,
             credentials=credentials,
-            token=built.tokens["ministry-of-interior"][0],
+            tokens={
+                "focal point A": built.tokens[ORGANISATION_A][0],
+                "focal point B": built.tokens[ORGANISATION_B][0],
+            },
             reads={
                 "round_id": str(built.round_id),
                 "document_id": "1",
-                "key": "ministry-of-interior",
-                "organisation_key": "ministry-of-interior",
+                "key": ORGANISATION_A,
+                "organisation_key": ORGANISATION_A,
                 "request_id": "999999",
-                "comment_id": "999999",
+                "comment_id": str(comment_of_b),
                 "rest": "no/such/page",
                 "path": "style.css",
             },
         )
 
 
-def concrete(walk: Walk, method: str, path: str, caller: Caller) -> str:
+async def comment_as(http: httpx.AsyncClient, token: str, body: str) -> int:
+    """Comment through the review page, as the holder of `token`; the comment's id."""
+    page = await http.get(f"/t/{token}", headers={"Accept": "text/html"})
+    section_id = re.search(r'name="section_id" value="(\d+)"', page.text)
+    assert section_id is not None
+    posted = await http.post(
+        f"/t/{token}/comments",
+        headers={"Accept": "text/html"},
+        data={
+            "csrf_token": csrf_of(page),
+            "submission_id": new_submission(),
+            "section_id": section_id.group(1),
+            "body": body,
+        },
+    )
+    assert posted.status_code in (200, 303), posted.text[:300]
+    found = re.findall(
+        r"/comments/(\d+)/edit", (await http.get(f"/t/{token}", headers={"Accept": "text/html"})).text
+    )
+    assert found, "the comment is on its page"
+    return int(found[-1])
+
+
+RECORDS = ("comments", "sign_offs", "review_tasks", "access_links", "audit_events", "outbox")
+"""What the walk must leave as it found it: the records of the round and its trail."""
+
+
+async def records(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+    return {name: rows for name, rows in (await snapshot(db)).items() if name in RECORDS}
+
+
+def concrete(walk: Walk, method: str, path: str, walker: Walker) -> str:
     """The path with its parameters filled in: the caller's review token, real ids for reads and harmless
     ones (nothing with them exists) for writes."""
     harmless = {
@@ -131,7 +190,7 @@ def concrete(walk: Walk, method: str, path: str, caller: Caller) -> str:
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
         if name == "token":
-            return walk.token if caller == Caller.link_holder else UNKNOWN_TOKEN
+            return walk.tokens.get(walker.name, UNKNOWN_TOKEN)
         if method != "GET" and name in harmless:
             return harmless[name]
         return walk.reads[name]
@@ -178,26 +237,30 @@ async def test_every_route_admits_exactly_the_callers_its_line_names(walk: Walk)
     assert served - set(ACCESS) == set(), "served but not in the access table"
     assert set(ACCESS) - served == set(), "in the access table but not served"
 
+    before = await records(walk.db)
     mismatches = []
     calls = 0
     for method, path in sorted(served, key=lambda operation: (operation[1], operation[0])):
         line = ACCESS[(method, path)]
-        for caller in Caller:
-            url = concrete(walk, method, path, caller)
-            response = await walk.http.request(method, url, headers=walk.credentials[caller])
+        for walker in WALKERS:
+            url = concrete(walk, method, path, walker)
+            response = await walk.http.request(method, url, headers=walk.credentials[walker.name])
             calls += 1
-            assert response.status_code < 500 or path == "/readyz", (method, url, caller, response.text[:300])
+            assert response.status_code < 500 or path == "/readyz", (method, url, walker, response.text[:300])
             refused = refusal(response, path)
-            if (caller in line) != (refused is None):
-                expected = "admitted" if caller in line else "refused"
+            if (walker.caller in line) != (refused is None):
+                expected = "admitted" if walker.caller in line else "refused"
                 got = refused or f"admitted ({response.status_code} {error_of(response) or ''})".strip()
-                mismatches.append(f"{method} {path} as {caller}: expected {expected}, got {got}")
+                mismatches.append(f"{method} {path} as {walker.name}: expected {expected}, got {got}")
             elif refused is not None:
                 wrong = refused_as_the_route_class_does(response, method, path, url)
                 if wrong:
-                    mismatches.append(f"{method} {path} as {caller}: refused, but {wrong}")
+                    mismatches.append(f"{method} {path} as {walker.name}: refused, but {wrong}")
     assert mismatches == [], "\n".join(mismatches)
-    assert calls == len(ACCESS) * len(Caller)
+    assert calls == len(ACCESS) * len(WALKERS)
+    assert {walker.caller for walker in WALKERS} == set(Caller)
+    # Focal point A's link reached B's comment nowhere, and nobody changed anything on the way.
+    assert await records(walk.db) == before
     # Every kind of line was walked.
     assert set(ACCESS.values()) >= {access.READERS, access.CHANGERS, access.LINK_HOLDER, ANYONE}
 

@@ -4,6 +4,7 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from services.errors import ServiceUnavailable
 from services.web.deps import DatabaseDep, SchedulerDep
@@ -14,13 +15,24 @@ CHECK_TIMEOUT_SECONDS = 5.0
 """A part that does not answer within this is reported unreachable (a silent network must not hang us)."""
 
 
+class Readiness(BaseModel):
+    status: str
+    """ready or not ready"""
+    checks: dict[str, str]
+    """Each part (database, temporal): ok, or why it is unreachable."""
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A part is unreachable; `checks` says which."}},
+)
 async def readyz(db: DatabaseDep, scheduler: SchedulerDep) -> JSONResponse:
     """The database and the scheduler (Temporal) are reachable: 200, or 503 with the reason of each."""
     checks: dict[str, str] = {}
