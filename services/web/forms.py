@@ -629,10 +629,8 @@ class IssueTokenForm(FormModel):
         days = self.lifetime_days.strip()
         if days and parse_id(days) is None:
             raise InvalidInput(LIFETIME_NOT_A_NUMBER)
-        try:
-            return ApiTokenCreate(label=self.label.strip(), lifetime_days=int(days) if days else None)
-        except ValidationError:
-            raise InvalidInput(N_("Give the token a label of one line (at most 200 characters).")) from None
+        # A ValidationError is shown with the labels above (the route class does it).
+        return ApiTokenCreate(label=self.label.strip(), lifetime_days=int(days) if days else None)
 
 
 NOT_AN_ACCOUNT_ADDRESS = N_("Enter the email address you sign in with, e.g. name@ministry.gov.al.")
