@@ -47,7 +47,7 @@ ACTOR = Actor(kind=ActorKind.system, id="forgot-password-page")
 THROTTLED = "Too many requests from your network. Try again in {wait}; nothing was sent."
 LINK_INVALID = (
     "This password reset link does not work: it was used already, a newer one was sent, or it is more "
-    f"than {int(RESET_LIFETIME.total_seconds() // 60)} minutes old. Ask for a new one."
+    "than 30 minutes old. Ask for a new one."
 )
 RESET_PATH = "/console/password/reset/"
 

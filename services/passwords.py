@@ -64,8 +64,8 @@ COMMON = frozenset(
     }
 )
 
-TOO_SHORT = f"the new password must be at least {MIN_LENGTH} characters long"
-TOO_LONG = f"the new password must be at most {MAX_LENGTH} characters long"
+TOO_SHORT = "the new password must be at least 12 characters long"
+TOO_LONG = "the new password must be at most 256 characters long"
 NOT_THE_SAME = "the two passwords typed are not the same"
 IS_THE_EMAIL = "the new password must not be your email address"
 TOO_COMMON = "this password is one of the most common ones; choose another"
