@@ -141,6 +141,9 @@ class MessageKind(StrEnum):
     task_withdrawn = "task_withdrawn"  # to an organisation taken out of a round
     lost_link = "lost_link"  # asked for on the lost-link page: every working link of the person
     feedback = "feedback"  # on publication of the answers: each of the organisation's comments and its answer
+    # Asked for on the console's forgot-password page: a single-use link; then the notice of the change.
+    password_reset = "password_reset"  # noqa: S105 - a message kind
+    password_changed = "password_changed"  # noqa: S105 - a message kind
 
 
 class ReminderStatus(StrEnum):

@@ -10,11 +10,13 @@ from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.reviews import AccessLink, Comment, LinkToken
 from models.rounds import ReviewTask, Round, TaskReminder
+from models.users import PasswordReset
 
 ACCESS_LINKS: Table = AccessLink.__table__  # type: ignore[attr-defined]
 COMMENTS: Table = Comment.__table__  # type: ignore[attr-defined]
 LINK_TOKENS: Table = LinkToken.__table__  # type: ignore[attr-defined]
 ORGANISATIONS: Table = Organisation.__table__  # type: ignore[attr-defined]
+PASSWORD_RESETS: Table = PasswordReset.__table__  # type: ignore[attr-defined]
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 REVIEW_TASKS: Table = ReviewTask.__table__  # type: ignore[attr-defined]
 ROUNDS: Table = Round.__table__  # type: ignore[attr-defined]

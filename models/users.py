@@ -43,6 +43,52 @@ class Credential(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Written at most once a minute per credential: a console session's idle clock, a token's last use."""
+
+
+class CredentialRead(SQLModel):
+    """An API token or console session as its owner (or an admin) sees it: never the secret."""
+
+    id: int
+    kind: CredentialKind
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreate(SQLModel):
+    label: str = Field(
+        min_length=1, max_length=200, description="What the token is for, e.g. 'nightly export'."
+    )
+    lifetime_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3650,
+        description="Days until the token expires: at most, and by default, api_token_lifetime_days.",
+    )
+
+
+class ApiTokenIssued(CredentialRead):
+    token: str = Field(description="The secret, shown this once: only its SHA-256 is kept.")
+
+
+class PasswordReset(SQLModel, table=True):
+    """A password reset asked for by email. Its token is made when the message is delivered and only its
+    SHA-256 is kept; it works once, for a short while, and only while it is the user's newest."""
+
+    __tablename__ = "password_resets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_sha256: str | None = Field(default=None, max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """Superseded by a newer reset, or ended when the password changed."""
 
 
 class UserCreate(SQLModel):

@@ -1,7 +1,8 @@
 """Delivering the outbox: the one path every email takes to the mail server.
 
 - A delivery claims its batch of due rows for a lease in one transaction, and makes the token of each row
-  that carries a review link there (kept only as a hash: the token exists nowhere but in that email).
+  that carries a review link or a password reset link there (kept only as a hash: the token exists
+  nowhere but in that email).
   Each claim raises the row's `attempts`, which is the claim's fence: renewing or letting go of a lease,
   and scheduling a retry, only touch rows this claim still holds.
 - It renders each chunk while the previous one is on the wire over the sender's reused connections, and
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from models.audit import SYSTEM_ACTOR
 from models.enums import Language, MessageKind, OutboxStatus, RoundStatus, TaskStatus
-from models.tables import ACCESS_LINKS, LINK_TOKENS, OUTBOX, REVIEW_TASKS, ROUNDS
+from models.tables import ACCESS_LINKS, LINK_TOKENS, OUTBOX, PASSWORD_RESETS, REVIEW_TASKS, ROUNDS
 from models.types import utcnow
 from notifications.message import (
     MESSAGE_ID_DOMAIN,
@@ -51,6 +52,7 @@ from services.audit.trail import NewEvent
 from services.db import Database
 from services.hashing import new_secret, sha256_hex
 from services.links import review_url
+from services.password_resets import reset_url
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -143,6 +145,8 @@ class _Taken:
     created_at: datetime
     tokens: dict[str, str]
     """Per link the message carries, the token made for it."""
+    reset_token: str | None = None
+    """The password reset link's token, for a password_reset message."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,17 @@ _USABLE_LINKS = (
         ROUNDS.c.status == RoundStatus.open,
     )
 )
+_LIVE_RESETS = sa.select(PASSWORD_RESETS.c.id).where(
+    PASSWORD_RESETS.c.id.in_(bindparam("reset_ids", expanding=True)),
+    PASSWORD_RESETS.c.used_at.is_(None),
+    PASSWORD_RESETS.c.revoked_at.is_(None),
+    PASSWORD_RESETS.c.expires_at > bindparam("now"),
+)
+_RESET_TOKEN = (
+    update(PASSWORD_RESETS)
+    .where(PASSWORD_RESETS.c.id == bindparam("reset_id"))
+    .values(token_sha256=bindparam("digest"))
+)
 _HOLD = (
     update(OUTBOX)
     .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
@@ -324,6 +339,13 @@ def _take(
     rows = found.all()
     link_ids = sorted({link_id for row in rows for link_id in _links_of(row.link_id, row.context)})
     usable = set(connection.execute(_USABLE_LINKS, {"link_ids": link_ids}).scalars()) if link_ids else set()
+    reset_ids = [row.context["reset_id"] for row in rows if row.kind == MessageKind.password_reset]
+    live_resets = (
+        set(connection.execute(_LIVE_RESETS, {"reset_ids": reset_ids, "now": now}).scalars())
+        if reset_ids
+        else set()
+    )
+    reset_tokens: list[dict[str, Any]] = []
     give_up_after = timedelta(hours=settings.outbox_give_up_hours)
     outcome = DeliveryOutcome()
     taken: list[_Taken] = []
@@ -345,6 +367,9 @@ def _take(
         if row.link_id is not None and row.link_id not in usable:
             cancelled.append(row.id)
             continue
+        if row.kind == MessageKind.password_reset and row.context["reset_id"] not in live_resets:
+            cancelled.append(row.id)  # used, superseded or expired: its link could do nothing
+            continue
         if row.attempts >= MAX_ATTEMPTS or now - row.created_at >= give_up_after:
             error = f"given up after {row.attempts} attempts over {now - row.created_at}"
             given_up.append({"row_id": row.id, "error": error})
@@ -362,6 +387,11 @@ def _take(
         for link_id in _links_of(row.link_id, context):
             made[link_id], digest = new_secret()
             tokens.append({"token_sha256": digest, "link_id": link_id, "outbox_id": row.id, "issued_at": now})
+        reset_token = None
+        if row.kind == MessageKind.password_reset:
+            # Each attempt makes the token anew: one from an attempt that did not arrive is nobody's.
+            reset_token, digest = new_secret("rtp_")
+            reset_tokens.append({"reset_id": row.context["reset_id"], "digest": digest})
         taken.append(
             _Taken(
                 id=row.id,
@@ -378,8 +408,11 @@ def _take(
                 attempt=row.attempts + 1,
                 created_at=row.created_at,
                 tokens=made,
+                reset_token=reset_token,
             )
         )
+    if reset_tokens:
+        connection.execute(_RESET_TOKEN, reset_tokens)
     if taken:
         connection.execute(_HOLD, {"ids": [row.id for row in taken], "until": now + lease_of(settings)})
     if cancelled:
@@ -403,6 +436,8 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
         context = row.context
         if row.link_id is not None:
             context = {**context, "link_url": review_url(settings.public_base_url, row.tokens[row.link_id])}
+        if row.reset_token is not None:
+            context = {**context, "reset_url": reset_url(settings.public_base_url, row.reset_token)}
         if "items" in context:
             context = {
                 **context,

@@ -118,6 +118,18 @@ class Settings(BaseSettings):
         le=3600,
         description="How often the reconciler makes sure every open round's scheduler runs and acts.",
     )
+    api_token_lifetime_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="An API token expires this many days after it is issued (the longest one may ask for).",
+    )
+    console_idle_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=720,
+        description="A console session not used for this long ends (it ends 12 hours after sign-in anyway).",
+    )
 
     @model_validator(mode="after")
     def _normalise(self) -> Settings:

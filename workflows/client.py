@@ -105,6 +105,17 @@ class Scheduler:
         except (ServiceUnavailable, RPCError) as exc:
             log.warning("could not wake the scheduler of round %s: %s", round_id, exc)
 
+    async def deliver_unrouted(self) -> None:
+        """Have the reconciler run now, which delivers the email of no round (a password reset link):
+        best effort, the next scheduled run delivers it anyway."""
+        try:
+            client = await self.client()
+            await client.get_schedule_handle(reconciler_schedule_id(self.settings)).trigger(
+                overlap=ScheduleOverlapPolicy.SKIP, rpc_timeout=RPC_TIMEOUT
+            )
+        except (ServiceUnavailable, RPCError) as exc:
+            log.warning("could not run the reconciler now: %s", exc)
+
     async def ping(self) -> None:
         client = await self.client()
         try:

@@ -699,6 +699,12 @@ SENTENCES: dict[str, tuple[Describer, bool]] = {
     "user.token_issued": (_user(N_("issued an API token for %(email)s.")), True),
     "user.signed_in": (_simple(N_("signed in to the console.")), True),
     "user.signed_out": (_simple(N_("signed out of the console.")), True),
+    "user.token_revoked": (_user(N_("revoked an API token of %(email)s.")), True),
+    "user.session_ended": (_user(N_("ended a console session of %(email)s.")), True),
+    "user.sessions_ended": (_user(N_("ended console sessions of %(email)s.")), True),
+    "user.disabled": (_user(N_("disabled the account %(email)s.")), True),
+    "user.password_reset_asked": (_user(N_("A password reset link was asked for %(email)s.")), False),
+    "user.password_reset": (_user(N_("reset the password of %(email)s through an emailed link.")), True),
 }
 
 

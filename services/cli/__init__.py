@@ -121,10 +121,13 @@ def users_create(
         raise typer.Exit(2) from None
 
     async def create() -> str:
-        database = Database.from_settings(get_settings())
+        settings = get_settings()
+        database = Database.from_settings(settings)
         try:
             async with database.write_session() as session:
-                user, token = await users.create_user(session, data=data, actor=CLI_ACTOR)
+                user, token = await users.create_user(
+                    session, data=data, actor=CLI_ACTOR, token_lifetime_days=settings.api_token_lifetime_days
+                )
         finally:
             await database.dispose()
         typer.echo(f"created {user.role} {user.email} (id {user.id}); API token:", err=True)
@@ -140,14 +143,39 @@ def users_token(email: Annotated[str, typer.Option(help="Whose token.")]) -> Non
     from services.db import Database
 
     async def issue() -> str:
-        database = Database.from_settings(get_settings())
+        settings = get_settings()
+        database = Database.from_settings(settings)
         try:
             async with database.write_session() as session:
-                return await users.issue_api_token(session, email=email, label="cli", actor=CLI_ACTOR)
+                return await users.issue_api_token(
+                    session,
+                    email=email,
+                    label="cli",
+                    actor=CLI_ACTOR,
+                    lifetime_days=settings.api_token_lifetime_days,
+                )
         finally:
             await database.dispose()
 
     typer.echo(_run_domain(issue()))
+
+
+@users_app.command("disable")
+def users_disable(email: Annotated[str, typer.Option(help="Whose account.")]) -> None:
+    """Disable an account: its API tokens and console sessions stop working at once."""
+    from services import accounts
+    from services.db import Database
+
+    async def disable() -> str:
+        database = Database.from_settings(get_settings())
+        try:
+            async with database.write_session() as session:
+                await accounts.disable_user(session, email=email, actor=CLI_ACTOR)
+        finally:
+            await database.dispose()
+        return f"disabled {email}"
+
+    typer.echo(_run_domain(disable()))
 
 
 @audit_app.command("verify")

@@ -54,12 +54,22 @@ READERS = frozenset({Caller.coordinator, Caller.auditor, Caller.admin})
 """Anyone signed in: auditors read everything."""
 CHANGERS = frozenset({Caller.coordinator, Caller.admin})
 """Changes data: coordinators and admins, never auditors."""
+ADMINS = frozenset({Caller.admin})
+"""Manages other people's accounts."""
+OWN_CREDENTIALS = READERS
+"""One's own API tokens and console sessions: auditors too manage theirs (they change no data by it)."""
 
 API = "/api/v1"
 
 ACCESS: dict[Operation, frozenset[Caller]] = {
     # The JSON API, with bearer tokens.
     ("GET", f"{API}/me"): READERS,
+    ("GET", f"{API}/me/tokens"): OWN_CREDENTIALS,
+    ("POST", f"{API}/me/tokens"): OWN_CREDENTIALS,
+    ("DELETE", f"{API}/me/tokens/{{token_id}}"): OWN_CREDENTIALS,
+    ("GET", f"{API}/users/{{user_id}}/tokens"): ADMINS,
+    ("DELETE", f"{API}/users/{{user_id}}/tokens/{{token_id}}"): ADMINS,
+    ("DELETE", f"{API}/users/{{user_id}}/sessions"): ADMINS,
     ("POST", f"{API}/organisations/import"): CHANGERS,
     ("GET", f"{API}/organisations"): READERS,
     ("POST", f"{API}/organisations"): CHANGERS,
@@ -121,6 +131,17 @@ ACCESS: dict[Operation, frozenset[Caller]] = {
     ("GET", "/console/login"): ANYONE,
     ("POST", "/console/login"): ANYONE,
     ("POST", "/console/logout"): ANYONE,
+    # Forgotten passwords: anyone asks; the emailed link's token is the credential of the reset itself.
+    ("GET", "/console/password/forgot"): ANYONE,
+    ("POST", "/console/password/forgot"): ANYONE,
+    ("GET", "/console/password/reset/{reset_token}"): ANYONE,
+    ("POST", "/console/password/reset/{reset_token}"): ANYONE,
+    # One's own account: API tokens and console sessions.
+    ("GET", "/console/account"): OWN_CREDENTIALS,
+    ("POST", "/console/account/tokens"): OWN_CREDENTIALS,
+    ("POST", "/console/account/tokens/{token_id}/revoke"): OWN_CREDENTIALS,
+    ("POST", "/console/account/sessions/{session_id}/end"): OWN_CREDENTIALS,
+    ("POST", "/console/account/sessions/end-others"): OWN_CREDENTIALS,
     ("GET", "/console"): READERS,
     ("GET", "/console/rounds/new"): READERS,
     ("POST", "/console/rounds"): CHANGERS,

@@ -32,6 +32,7 @@ from services.web.api import (
 )
 from services.web.pages import (
     console,
+    console_account,
     console_answers,
     console_registry,
     console_report,
@@ -131,6 +132,7 @@ def create_app(
         lost_link,
         console_wizard,  # before console: /rounds/new is no {round_id}
         console,
+        console_account,
         console_registry,
         console_report,
         console_answers,

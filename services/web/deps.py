@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from pathlib import Path as FilePath
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -181,10 +182,21 @@ async def authenticate(request: Request) -> Principal:
         raise Unauthorized(TOKEN_REQUIRED)
     if len(secret) > 200:
         raise Unauthorized("the token is not valid")
-    db: Database = request.app.state.roundtable.db
-    async with db.session() as session:
-        principal = await users.authenticate(session, secret=secret, kind=CredentialKind.api)
+    principal = await _authenticated(request, secret, CredentialKind.api)
     request.state.principal = principal
+    return principal
+
+
+async def _authenticated(request: Request, secret: str, kind: CredentialKind) -> Principal:
+    """The credential's principal; its last use is written when due (at most once a minute), apart from
+    the read, so that most requests write nothing."""
+    state = web_state(request)
+    idle = timedelta(minutes=state.settings.console_idle_minutes)
+    async with state.db.session() as session:
+        principal = await users.authenticate(session, secret=secret, kind=kind, idle=idle)
+    if principal.touch_due:
+        async with state.db.write_session() as session:
+            await users.touch(session, credential_id=principal.credential_id)
     return principal
 
 
@@ -200,12 +212,10 @@ async def console_principal(request: Request) -> Principal | None:
     principal = None
     secret = request.cookies.get(CONSOLE_COOKIE)
     if secret:
-        db: Database = request.app.state.roundtable.db
-        async with db.session() as session:
-            try:
-                principal = await users.authenticate(session, secret=secret, kind=CredentialKind.console)
-            except Unauthorized:
-                principal = None
+        try:
+            principal = await _authenticated(request, secret, CredentialKind.console)
+        except Unauthorized:
+            principal = None
     request.state.console_principal = principal
     request.state.console_checked = True
     return principal

@@ -23,6 +23,7 @@ from models.extensions import ExtensionCreate, ExtensionGrant, ExtensionRefusal
 from models.organisations import OrganisationUpdate
 from models.reviews import CommentCreate, CommentUpdate, HandoverCreate, SignOffCreate
 from models.rounds import ContactReplace, ReasonGiven, ReminderPolicy, RoundCreate, RoundUpdate, TaskAdd
+from models.users import ApiTokenCreate
 from services.errors import InvalidInput
 from services.formatting import parse_local_datetime
 from services.web.deps import FormModel, parse_id
@@ -607,3 +608,52 @@ class RefuseForm(FormModel):
     def refusal(self) -> ExtensionRefusal:
         _refuse_nul(self.note)
         return ExtensionRefusal(note=self.note)
+
+
+# ------------------------------------------------------------------------- one's account, passwords
+
+TOKEN_LABELS = {"label": N_("What the token is for"), "lifetime_days": N_("Days until it expires")}
+LIFETIME_NOT_A_NUMBER = N_("Days until it expires: give a whole number of days, or leave it empty.")
+
+
+class IssueTokenForm(FormModel):
+    labels = TOKEN_LABELS
+    label: str = ""
+    lifetime_days: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"label": self.label[:200], "lifetime_days": self.lifetime_days[:10]}
+
+    def token(self) -> ApiTokenCreate:
+        _refuse_nul(self.label)
+        days = self.lifetime_days.strip()
+        if days and parse_id(days) is None:
+            raise InvalidInput(LIFETIME_NOT_A_NUMBER)
+        # A ValidationError is shown with the labels above (the route class does it).
+        return ApiTokenCreate(label=self.label.strip(), lifetime_days=int(days) if days else None)
+
+
+NOT_AN_ACCOUNT_ADDRESS = N_("Enter the email address you sign in with, e.g. name@ministry.gov.al.")
+
+
+class ForgotPasswordForm(FormModel):
+    email: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"email": self.email[:320]}
+
+    def address(self) -> str:
+        if "\x00" in self.email or len(self.email) > 400:
+            raise InvalidInput(NOT_AN_ACCOUNT_ADDRESS)
+        try:
+            return check_email(self.email)
+        except ValueError:
+            raise InvalidInput(NOT_AN_ACCOUNT_ADDRESS) from None
+
+
+class ResetPasswordForm(FormModel):
+    password: str = ""
+    password_again: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {}  # never a password

@@ -139,6 +139,10 @@ async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
                 "organisation_key": ORGANISATION_A,
                 "request_id": "999999",
                 "comment_id": str(comment_of_b),
+                "token_id": "999999",
+                "session_id": "999999",
+                "user_id": "1",
+                "reset_token": "not-a-reset-token",
                 "rest": "no/such/page",
                 "path": "style.css",
             },
@@ -185,6 +189,7 @@ def concrete(walk: Walk, method: str, path: str, walker: Walker) -> str:
         "key": "no-such-organisation",
         "organisation_key": "no-such-organisation",
         "request_id": "999999",
+        "user_id": "999999",
     }
 
     def value(match: re.Match[str]) -> str:
@@ -262,7 +267,13 @@ async def test_every_route_admits_exactly_the_callers_its_line_names(walk: Walk)
     # Focal point A's link reached B's comment nowhere, and nobody changed anything on the way.
     assert await records(walk.db) == before
     # Every kind of line was walked.
-    assert set(ACCESS.values()) >= {access.READERS, access.CHANGERS, access.LINK_HOLDER, ANYONE}
+    assert set(ACCESS.values()) >= {
+        access.READERS,
+        access.CHANGERS,
+        access.ADMINS,
+        access.LINK_HOLDER,
+        ANYONE,
+    }
 
 
 # ----------------------------------------------------------------- the table is the thing enforced
