@@ -150,8 +150,8 @@ def _read_draft(filename: str, content: bytes) -> tuple[str, DraftFormat, Parsed
     source_format = FORMATS_BY_EXTENSION.get(PureWindowsPath(name).suffix.lower())
     if content.startswith(PDF_SIGNATURE) or name.lower().endswith(".pdf"):
         raise InvalidInput(
-            f"'{name}' is a PDF file, which cannot be read as a draft: upload the Word (.docx) or Markdown "
-            "(.md) original instead."
+            f"'{name}' is a PDF file, which is not a draft this service can read: upload the Word (.docx) "
+            "or Markdown (.md) original instead."
         )
     if source_format is None:
         accepted = ", ".join(FORMATS_BY_EXTENSION)
