@@ -12,6 +12,8 @@ from typing import Annotated
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from models.text import line_problem
+
 _LOCAL = re.compile(r"^[^\s@<>(),;:\"\[\]\\]{1,64}$")
 _LABEL = re.compile(r"^[^\W_](?:[\w-]*)$", re.UNICODE)
 _TOP_LEVEL = re.compile(r"^[^\W\d_]{2,63}$", re.UNICODE)
@@ -19,6 +21,10 @@ _TOP_LEVEL = re.compile(r"^[^\W\d_]{2,63}$", re.UNICODE)
 
 def check_email(value: str) -> str:
     value = value.strip()
+    if line_problem(value) is not None:
+        raise PydanticCustomError(
+            "email", "not a valid email address (it holds a control or hidden direction character)"
+        )
     local, at, domain = value.rpartition("@")
     labels = domain.split(".")
     if (

@@ -9,12 +9,13 @@ from pydantic import AwareDatetime, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.enums import ExtensionRequestStatus
+from models.text import Text
 from models.types import UTCDateTime, enum_column, utcnow
 
 
 class ExtensionCreate(SQLModel):
     deadline: AwareDatetime = Field(description="The new deadline, ISO 8601 with a UTC offset.")
-    reason: str = Field(min_length=3, max_length=5000)
+    reason: Text = Field(min_length=3, max_length=5000)
     organisation_keys: list[str] | None = Field(
         default=None, min_length=1, description="Only these organisations; omitted: the whole round."
     )
@@ -76,11 +77,11 @@ class ExtensionRequestRead(SQLModel):
 
 class ExtensionGrant(SQLModel):
     deadline: AwareDatetime | None = Field(default=None, description="Omitted: the date asked for.")
-    note: str | None = Field(default=None, max_length=5000)
+    note: Text | None = Field(default=None, max_length=5000)
 
 
 class ExtensionRefusal(SQLModel):
-    note: str = Field(min_length=3, max_length=5000, description="Why; the focal point is told.")
+    note: Text = Field(min_length=3, max_length=5000, description="Why; the focal point is told.")
 
     @field_validator("note", mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
 from models.enums import Language, OrganisationKind
+from models.text import OneLine
 from models.types import UTCDateTime, enum_column, utcnow
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9-]{0,79}$"
@@ -32,12 +33,12 @@ TimeZoneName = Annotated[str | None, AfterValidator(_check_zone)]
 
 
 class OrganisationBase(SQLModel):
-    name_en: str = Field(min_length=1, max_length=300)
-    name_sq: str = Field(default="", max_length=300)
+    name_en: OneLine = Field(min_length=1, max_length=300)
+    name_sq: OneLine = Field(default="", max_length=300)
     kind: OrganisationKind = Field(sa_type=enum_column(OrganisationKind, 30))
-    focal_point_name: str = Field(default="", max_length=300)
+    focal_point_name: OneLine = Field(default="", max_length=300)
     focal_point_email: EmailAddress = Field(max_length=320, sa_type=sa.String(320))
-    alternate_name: str = Field(default="", max_length=300)
+    alternate_name: OneLine = Field(default="", max_length=300)
     alternate_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
     escalation_email: EmailAddress | None = Field(default=None, max_length=320, sa_type=sa.String(320))
     language: Language = Field(default=Language.sq, sa_type=enum_column(Language, 5))
@@ -51,12 +52,12 @@ class OrganisationCreate(OrganisationBase):
 
 
 class OrganisationUpdate(SQLModel):
-    name_en: str | None = Field(default=None, min_length=1, max_length=300)
-    name_sq: str | None = Field(default=None, max_length=300)
+    name_en: OneLine | None = Field(default=None, min_length=1, max_length=300)
+    name_sq: OneLine | None = Field(default=None, max_length=300)
     kind: OrganisationKind | None = None
-    focal_point_name: str | None = Field(default=None, max_length=300)
+    focal_point_name: OneLine | None = Field(default=None, max_length=300)
     focal_point_email: EmailAddress | None = Field(default=None, max_length=320)
-    alternate_name: str | None = Field(default=None, max_length=300)
+    alternate_name: OneLine | None = Field(default=None, max_length=300)
     alternate_email: EmailAddress | None = Field(default=None, max_length=320)
     escalation_email: EmailAddress | None = Field(default=None, max_length=320)
     language: Language | None = None

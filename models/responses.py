@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from pydantic import field_validator, model_validator
+from pydantic import computed_field, field_validator, model_validator
 from sqlmodel import Field, SQLModel
 
 from models.enums import ConsultationRole, ObjectionState, ResponseKind
+from models.text import OneLine, Text, has_bidi_controls
 from models.types import UTCDateTime, enum_column, utcnow
 
 NEEDS_JUSTIFICATION = frozenset({ResponseKind.rejected, ResponseKind.partially_accepted})
@@ -16,8 +17,8 @@ NEEDS_JUSTIFICATION = frozenset({ResponseKind.rejected, ResponseKind.partially_a
 
 class ResponseBase(SQLModel):
     response: ResponseKind = Field(sa_type=enum_column(ResponseKind, 30))
-    justification: str = Field(default="", max_length=20_000, sa_type=sa.Text)
-    new_wording: str | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
+    justification: Text = Field(default="", max_length=20_000, sa_type=sa.Text)
+    new_wording: Text | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
 
     @field_validator("justification", mode="before")
     @classmethod
@@ -75,9 +76,9 @@ class CommentResponseRead(ResponseBase):
 
 
 class AnswerTextBase(SQLModel):
-    title: str = Field(min_length=2, max_length=200)
+    title: OneLine = Field(min_length=2, max_length=200)
     response: ResponseKind = Field(sa_type=enum_column(ResponseKind, 30))
-    text: str = Field(min_length=2, max_length=20_000, sa_type=sa.Text)
+    text: Text = Field(min_length=2, max_length=20_000, sa_type=sa.Text)
 
     @field_validator("title", "text", mode="before")
     @classmethod
@@ -118,6 +119,13 @@ class ObjectionRead(SQLModel):
     response: ResponseKind | None
     justification: str | None
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The objection holds hidden direction characters, kept as typed: show them as markers."
+    )
+    @property
+    def has_bidi_controls(self) -> bool:
+        return has_bidi_controls(self.text)
+
 
 class Clearance(SQLModel):
     """Whether the draft is cleared: every approver approved and no objection stands."""
@@ -149,6 +157,14 @@ class RoundCommentRead(SQLModel):
     created_at: datetime
     updated_at: datetime
     response: CommentResponseRead | None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The comment or its proposed wording holds hidden direction characters (U+202E and "
+        "its kin), kept as typed: show them as visible markers, never obey them."
+    )
+    @property
+    def has_bidi_controls(self) -> bool:
+        return has_bidi_controls(self.text) or has_bidi_controls(self.proposed_wording)
 
 
 class PublicationRead(SQLModel):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from pydantic import field_validator
+from pydantic import computed_field, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
 from models.enums import CommentKind, CommentStatus, CommentWeight, ContactRole, Decision
 from models.organisations import Organisation
+from models.text import OneLine, Text, has_bidi_controls
 from models.types import UTCDateTime, enum_column, utcnow
 
 
@@ -73,9 +74,9 @@ class LinkToken(SQLModel, table=True):
 class CommentBase(SQLModel):
     kind: CommentKind = Field(default=CommentKind.general, sa_type=enum_column(CommentKind, 20))
     weight: CommentWeight = Field(default=CommentWeight.remark, sa_type=enum_column(CommentWeight, 20))
-    paragraph: str | None = Field(default=None, max_length=40)
-    body: str = Field(min_length=1, max_length=20_000, sa_type=sa.Text)
-    proposed_wording: str | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
+    paragraph: OneLine | None = Field(default=None, max_length=40)
+    body: Text = Field(min_length=1, max_length=20_000, sa_type=sa.Text)
+    proposed_wording: Text | None = Field(default=None, max_length=20_000, sa_type=sa.Text)
 
     @field_validator("body")
     @classmethod
@@ -135,12 +136,20 @@ class CommentRead(CommentBase):
     created_at: datetime
     updated_at: datetime
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The comment or its proposed wording holds hidden direction characters (U+202E and "
+        "its kin), kept as typed: show them as visible markers, never obey them."
+    )
+    @property
+    def has_bidi_controls(self) -> bool:
+        return has_bidi_controls(self.body) or has_bidi_controls(self.proposed_wording)
+
 
 class SignOffBase(SQLModel):
     decision: Decision = Field(sa_type=enum_column(Decision, 30))
-    statement: str = Field(default="", max_length=10_000, sa_type=sa.Text)
-    signer_name: str = Field(min_length=2, max_length=300)
-    signer_title: str = Field(min_length=2, max_length=300)
+    statement: Text = Field(default="", max_length=10_000, sa_type=sa.Text)
+    signer_name: OneLine = Field(min_length=2, max_length=300)
+    signer_title: OneLine = Field(min_length=2, max_length=300)
 
     @field_validator("signer_name", "signer_title", "statement")
     @classmethod
@@ -220,9 +229,9 @@ class SignOffRead(SignOffBase):
 class HandoverCreate(SQLModel):
     """A colleague the focal point hands the task to."""
 
-    name: str = Field(min_length=2, max_length=300)
+    name: OneLine = Field(min_length=2, max_length=300)
     email: EmailAddress = Field(max_length=320)
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
     @field_validator("name", "note", mode="before")
     @classmethod

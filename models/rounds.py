@@ -24,6 +24,7 @@ from models.enums import (
     TaskStatus,
 )
 from models.responses import Clearance
+from models.text import OneLine, Text
 from models.types import UTCDateTime, enum_column, utcnow
 
 EARLIEST_REMINDER = time(7, 0)
@@ -41,7 +42,7 @@ class ReminderPolicy(BaseModel):
         default_factory=lambda: [7, 2, 1], max_length=10, description="Each 1 to 60; [] sends no reminders."
     )
     at: str = Field(default="09:00", description="Local time of day, HH:MM, between 07:00 and 17:00.")
-    text: str = Field(default="", max_length=2000, description="The coordinator's words, added to each one.")
+    text: Text = Field(default="", max_length=2000, description="The coordinator's words, added to each one.")
 
     @field_validator("working_days_before")
     @classmethod
@@ -158,8 +159,8 @@ def default_role(kind: OrganisationKind) -> ConsultationRole:
 
 
 class RoundCreate(SQLModel):
-    title: str = Field(min_length=3, max_length=500)
-    purpose: str = Field(default="", max_length=10_000, description="What the consultation is for.")
+    title: OneLine = Field(min_length=3, max_length=500)
+    purpose: Text = Field(default="", max_length=10_000, description="What the consultation is for.")
     document_version_id: int
     deadline: AwareDatetime = Field(description="ISO 8601 with a UTC offset, e.g. 2026-12-15T17:00:00+01:00.")
     organisation_keys: list[str] | None = Field(
@@ -177,7 +178,7 @@ class RoundCreate(SQLModel):
     procedure: str = Field(default="interministerial", description="interministerial | public_consultation")
     jurisdiction: str = Field(default="AL", description="Country whose public holidays are not working days.")
     timezone: str = Field(default="Europe/Tirane", description="The secretariat's IANA time zone.")
-    minimum_period_reason: str | None = Field(
+    minimum_period_reason: Text | None = Field(
         default=None, max_length=5000, description="Required when the period is shorter than the minimum."
     )
     grace_period_hours: int = Field(default=0, ge=0, le=168, description="Links still work this long after.")
@@ -190,10 +191,12 @@ class RoundCreate(SQLModel):
         description='{"organisation_key": "approver" | "consulted"}; omitted keys: ministries approve, '
         "others are consulted.",
     )
-    cover_message: str = Field(
+    cover_message: Text = Field(
         default="", max_length=5000, description="The coordinator's words to invitees."
     )
-    contact_name: str = Field(default="", max_length=300, description="The secretariat's name on its email.")
+    contact_name: OneLine = Field(
+        default="", max_length=300, description="The secretariat's name on its email."
+    )
     contact_email: EmailAddress | None = Field(
         default=None, max_length=320, description="Replies to invitations go here (Reply-To)."
     )
@@ -214,8 +217,8 @@ class RoundUpdate(SQLModel):
     their sections and role unless those are given (a new version: every section, unless given); new ones
     get `section_numbers` (else every section) and the default role of their kind."""
 
-    title: str | None = Field(default=None, min_length=3, max_length=500)
-    purpose: str | None = Field(default=None, max_length=10_000)
+    title: OneLine | None = Field(default=None, min_length=3, max_length=500)
+    purpose: Text | None = Field(default=None, max_length=10_000)
     document_version_id: int | None = None
     deadline: AwareDatetime | None = Field(default=None, description="ISO 8601 with a UTC offset.")
     organisation_keys: list[str] | None = Field(
@@ -227,13 +230,13 @@ class RoundUpdate(SQLModel):
     )
     assignments: dict[str, list[str]] | None = None
     procedure: str | None = None
-    minimum_period_reason: str | None = Field(default=None, max_length=5000)
+    minimum_period_reason: Text | None = Field(default=None, max_length=5000)
     grace_period_hours: int | None = Field(default=None, ge=0, le=168)
     silence_means: SilenceMeaning | None = None
     reminder_policy: ReminderPolicy | None = None
     roles: dict[str, ConsultationRole] | None = None
-    cover_message: str | None = Field(default=None, max_length=5000)
-    contact_name: str | None = Field(default=None, max_length=300)
+    cover_message: Text | None = Field(default=None, max_length=5000)
+    contact_name: OneLine | None = Field(default=None, max_length=300)
     contact_email: EmailAddress | None = Field(default=None, max_length=320, description="null clears it.")
 
     @field_validator(
@@ -359,7 +362,7 @@ class RoundLaunchRead(SQLModel):
 class ReasonGiven(SQLModel):
     """A coordinator's command that must say why (cancel, close early)."""
 
-    reason: str = Field(min_length=3, max_length=5000)
+    reason: Text = Field(min_length=3, max_length=5000)
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -383,8 +386,8 @@ class ContactReplace(SQLModel):
 
     role: ContactRole = Field(description="focal_point or alternate")
     email: EmailAddress = Field(max_length=320)
-    name: str = Field(default="", max_length=300)
-    reason: str = Field(min_length=3, max_length=5000)
+    name: OneLine = Field(default="", max_length=300)
+    reason: Text = Field(min_length=3, max_length=5000)
 
     @field_validator("role")
     @classmethod

@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
 from models.enums import Role
+from models.text import OneLine
 from models.types import UTCDateTime, enum_column, utcnow
 
 
@@ -94,7 +95,7 @@ class PasswordReset(SQLModel, table=True):
 class UserCreate(SQLModel):
     email: EmailAddress
     role: Role
-    full_name: str = ""
+    full_name: OneLine = Field(default="", max_length=300)
     password: str | None = Field(default=None, min_length=10)
 
 

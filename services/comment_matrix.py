@@ -3,7 +3,8 @@ spreadsheet (XLSX) and a Word table (DOCX).
 
 Edited and withdrawn comments are marked, never left out. Answers not yet published are included for the
 coordinator and marked as drafts. A cell that a spreadsheet program would read as a formula (text starting
-with = + - @, a tab or a carriage return) is written with a leading apostrophe, as text.
+with = + - @, a tab or a carriage return) is written with a leading apostrophe, as text. Hidden direction
+characters in a comment (kept as typed) are written as visible markers (⟦U+202E⟧), never obeyed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from openpyxl.styles import Alignment, Font
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.responses import RoundCommentRead
+from models.text import visible_bidi
 from models.types import utcnow
 from services import responses
 from services.rounds import get_round_row
@@ -58,8 +60,9 @@ RESPONSE_TEXT = {
 _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def xml_safe(value: str) -> str:
-    return _NOT_IN_XML.sub("\ufffd", value)
+def printable(value: str) -> str:
+    """The text as a document shows it: what XML cannot hold replaced, direction controls as markers."""
+    return visible_bidi(_NOT_IN_XML.sub("\ufffd", value))
 
 
 EXCEL_CELL_LIMIT = 32_767
@@ -69,7 +72,7 @@ CUT = " [...]"
 
 def neutralised(value: str) -> str:
     """Text a spreadsheet shows as text, never evaluates, and that fits in one of its cells."""
-    value = xml_safe(value)
+    value = printable(value)
     value = "'" + value if value.startswith(FORMULA_STARTS) else value
     return value if len(value) <= EXCEL_CELL_LIMIT else value[: EXCEL_CELL_LIMIT - len(CUT)] + CUT
 
@@ -168,7 +171,7 @@ def to_docx(matrix: Matrix) -> bytes:
     section.page_width, section.page_height = section.page_height, section.page_width
     for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
         setattr(section, side, Cm(1.2))
-    document.add_heading(xml_safe(_title(matrix)), level=1)
+    document.add_heading(printable(_title(matrix)), level=1)
     document.add_paragraph(f"{len(matrix.rows)} comments. Answers marked (draft) are not yet published.")
     table = document.add_table(rows=1, cols=len(HEADERS))
     table.style = document.styles["Table Grid"]
@@ -189,7 +192,7 @@ def to_docx(matrix: Matrix) -> bytes:
         added = copy.deepcopy(row_xml)
         table._tbl.append(added)
         for tc, value in zip(added.tc_lst, row, strict=True):
-            text = xml_safe(value)
+            text = printable(value)
             if "\n" in text or "\t" in text or "\r" in text:
                 _Cell(tc, table).text = text
                 continue

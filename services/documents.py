@@ -25,6 +25,7 @@ from models.documents import (
     SectionRead,
 )
 from models.enums import ActorKind, DraftFormat
+from models.text import line_problem
 from services.audit import trail
 from services.db import transactional
 from services.drafts import ParsedDraft, parse_docx, parse_markdown
@@ -35,6 +36,8 @@ from services.text import decode_utf8
 MAX_DRAFT_BYTES = 10 * 1024 * 1024
 MAX_TITLE_LENGTH = 500
 MAX_FILENAME_LENGTH = 300
+PDF_SIGNATURE = b"%PDF-"
+"""How a PDF begins: what a draft cannot be, whatever its name says (its text is not structured)."""
 FORMATS_BY_EXTENSION = {
     ".md": DraftFormat.markdown,
     ".markdown": DraftFormat.markdown,
@@ -56,6 +59,9 @@ async def create_document(
         )
     if len(title) > MAX_TITLE_LENGTH:
         raise InvalidInput(f"The title is longer than {MAX_TITLE_LENGTH} characters.")
+    problem = line_problem(title)
+    if problem is not None:
+        raise InvalidInput(f"title: {problem.message()}")
 
     document = Document(title=title, created_by_id=_user_id(actor))
     session.add(document)
@@ -138,7 +144,15 @@ def _read_draft(filename: str, content: bytes) -> tuple[str, DraftFormat, Parsed
         raise InvalidInput("The upload has no file name.")
     if len(name) > MAX_FILENAME_LENGTH:
         raise InvalidInput(f"The file name is longer than {MAX_FILENAME_LENGTH} characters.")
+    problem = line_problem(name)
+    if problem is not None:
+        raise InvalidInput(f"file name: {problem.message()}")
     source_format = FORMATS_BY_EXTENSION.get(PureWindowsPath(name).suffix.lower())
+    if content.startswith(PDF_SIGNATURE) or name.lower().endswith(".pdf"):
+        raise InvalidInput(
+            f"'{name}' is a PDF file, which is not a draft this service can read: upload the Word (.docx) "
+            "or Markdown (.md) original instead."
+        )
     if source_format is None:
         accepted = ", ".join(FORMATS_BY_EXTENSION)
         raise InvalidInput(f"'{name}' is not a draft this service can read: upload one of {accepted}.")

@@ -18,14 +18,11 @@ link and an invitation, each on the audit trail, in the import's transaction.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import csv
 import hashlib
 import io
 import json
-import re
 import warnings
-import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -54,7 +51,7 @@ from models.organisations import (
 from models.reviews import AccessLink
 from models.rounds import ContactReplace, ReviewTask, Round
 from models.types import utcnow
-from services import organisations, task_changes
+from services import ooxml, organisations, task_changes
 from services.audit import trail
 from services.db import transactional
 from services.errors import Conflict, InvalidInput, PayloadTooLarge
@@ -103,14 +100,30 @@ STALE_PREVIEW = (
 # XLSX packages (a zip of XML parts), checked before openpyxl reads them.
 _ZIP = b"PK\x03\x04"
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 (.xls)
-MAX_PACKAGE_ENTRIES = 500
-MAX_UNPACKED_BYTES = 50 * MIB
-MAX_COMPRESSION_RATIO = 200
-COMPRESSION_CHECKED_ABOVE = 1 * MIB
-_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_PDF = b"%PDF-"
 NOT_A_WORKBOOK = (
     "The file could not be read as an Excel workbook: save it as .xlsx (Excel 2007 or later) or as "
     "'CSV UTF-8' and upload it again."
+)
+MAX_XML_ELEMENTS = 2_000_000
+"""Elements in any part of a workbook: a cell is two (`c`, its value `v`), so 50,000 organisations of a
+dozen columns fit, with room. Counted in bytes, at once, where counting cells one by one would take a
+second for a million of them."""
+WORKBOOK = ooxml.PackageRules(
+    what="workbook",
+    program="Excel",
+    unreadable=NOT_A_WORKBOOK,
+    max_entries=500,
+    entries_hint="where a registry needs a dozen: save it again from Excel as .xlsx, without embedded files",
+    max_unpacked_bytes=50 * MIB,
+    unpacked_hint="a registry takes far less; save its first worksheet alone as .xlsx or as 'CSV UTF-8'",
+    max_part_bytes=40 * MIB,
+    max_compression_ratio=200,
+    compression_checked_above=1 * MIB,
+    max_xml_elements=MAX_XML_ELEMENTS,
+    too_many_hint="where a registry has a few hundred organisations: this is not a registry",
+    # Excel writes a row only when it has a value or a format: a registry's rows are its organisations.
+    counted={"row": (MAX_ROWS + 1_000, "rows")},
 )
 
 
@@ -141,6 +154,11 @@ def read_registry(content: bytes, filename: str = "") -> RegistryFile:
     if len(content) > MAX_FILE_BYTES:
         raise PayloadTooLarge(f"The file is larger than {MAX_FILE_BYTES // MIB} MB.")
     name = filename.lower()
+    if content.startswith(_PDF) or name.endswith(".pdf"):
+        raise InvalidInput(
+            "A PDF cannot be imported: the registry is read from a spreadsheet; save it as .xlsx or as "
+            "'CSV UTF-8' and upload that file."
+        )
     if content.startswith(_OLE) or name.endswith(".xls"):
         raise InvalidInput(
             "Excel 97-2003 workbooks (.xls) cannot be read: save the file as .xlsx or as 'CSV UTF-8'."
@@ -239,7 +257,7 @@ def _csv_lines(content: bytes) -> Iterator[tuple[int, list[str]]]:
 
 def _xlsx_lines(content: bytes) -> Iterator[tuple[int, list[str]]]:
     """The first worksheet's rows as text, by row number."""
-    _check_package(content)
+    ooxml.check_package(content, WORKBOOK)
     from openpyxl import load_workbook  # a few hundred ms to import: only when a workbook comes
 
     try:
@@ -281,57 +299,6 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, datetime | date | time):
         return value.isoformat()
     return str(value)
-
-
-def _check_package(content: bytes) -> None:
-    """Refuse a zip that is not a workbook openpyxl may safely open: too many parts, a zip bomb, a part
-    that claims one size and unpacks to another, an XML part with a DTD (how entity expansion begins)."""
-    if content.count(b"PK\x01\x02") > MAX_PACKAGE_ENTRIES:
-        raise InvalidInput(f"The workbook is made of more than {MAX_PACKAGE_ENTRIES} files: {NOT_A_WORKBOOK}")
-    try:
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            entries = archive.infolist()
-            if sum(entry.file_size for entry in entries) > MAX_UNPACKED_BYTES:
-                raise PayloadTooLarge(f"The workbook is larger than {MAX_UNPACKED_BYTES // MIB} MB unpacked.")
-            for entry in entries:
-                if entry.flag_bits & 0x1:
-                    raise InvalidInput("The workbook is password-protected: remove the password first.")
-                if (
-                    entry.file_size > COMPRESSION_CHECKED_ABOVE
-                    and entry.file_size > MAX_COMPRESSION_RATIO * max(entry.compress_size, 1)
-                ):
-                    raise InvalidInput(f"'{entry.filename}' in the workbook is refused as a zip bomb.")
-                with archive.open(entry) as part:
-                    data = part.read(entry.file_size + 1)  # never more than it declares, and one byte
-                if len(data) != entry.file_size:
-                    raise InvalidInput(NOT_A_WORKBOOK)
-                if _DTD.search(_as_searchable(data)):
-                    raise InvalidInput(
-                        f"'{entry.filename}' in the workbook declares a DTD (<!DOCTYPE> or <!ENTITY>), which "
-                        "Excel never writes: the file is refused."
-                    )
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        NotImplementedError,
-        ValueError,
-        EOFError,
-        OSError,
-    ) as exc:
-        raise InvalidInput(NOT_A_WORKBOOK) from exc
-
-
-def _as_searchable(data: bytes) -> bytes:
-    """XML in UTF-16 as UTF-8, so that a DTD in it is found too."""
-    for mark, encoding in (
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-        (b"<\x00", "utf-16-le"),
-        (b"\x00<", "utf-16-be"),
-    ):
-        if data.startswith(mark):
-            return data.decode(encoding, errors="replace").encode("utf-8")
-    return data
 
 
 # ------------------------------------------------------------------------------------ the rows

@@ -13,7 +13,7 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import TTFFont
 
-from services.comment_matrix import xml_safe
+from services.comment_matrix import printable
 from services.consultation_report import Report
 from services.formatting import when_text
 
@@ -197,21 +197,21 @@ def title_of(report: Report) -> str:
 
 def to_docx(report: Report) -> bytes:
     document = WordDocument()
-    document.add_heading(xml_safe(title_of(report)), level=0)
+    document.add_heading(printable(title_of(report)), level=0)
     document.add_paragraph(
         f"Round {report.round_id}. Generated {when_text(report.generated_at, timezone=report.timezone)}."
     )
     for heading, paragraphs, rows in sections_of(report):
         document.add_heading(heading, level=1)
         for paragraph in paragraphs:
-            document.add_paragraph(xml_safe(paragraph))
+            document.add_paragraph(printable(paragraph))
         if rows:
             table = document.add_table(rows=0, cols=len(rows[0]))
             table.style = "Table Grid"
             for index, row in enumerate(rows):
                 cells = table.add_row().cells
                 for cell, value in zip(cells, row, strict=True):
-                    cell.text = xml_safe(value)
+                    cell.text = printable(value)
                     for run in cell.paragraphs[0].runs:
                         run.font.size = Pt(8)
                         run.font.bold = index == 0
@@ -248,7 +248,7 @@ class _ReportPdf(FPDF):
             self.core_fonts_encoding = "windows-1252"
 
     def clean(self, text: str) -> str:
-        text = xml_safe(text).replace("\ufffd", "?")
+        text = printable(text).replace("\ufffd", "?")
         if self.glyphs is None:
             return text.encode("windows-1252", "replace").decode("windows-1252")
         return "".join(char if ord(char) in self.glyphs or char in "\n\t" else "?" for char in text)

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from services.db import Database
 from services.formatting import when_text
 from services.settings import Settings, get_settings
-from services.web import access, csrf, errors, i18n, openapi
+from services.web import access, csrf, errors, i18n, openapi, text_display
 from services.web.api import (
     audit,
     comments,
@@ -72,6 +72,7 @@ def build_templates(settings: Settings) -> Jinja2Templates:
             extensions=[i18n.Translated],
         )
         i18n.install(environment, language)  # its words, and the filters `tr` and `number`
+        text_display.install(environment, language)  # the filter `isolated`
 
         def when(moment: datetime | None, timezone: str | None = None, *, language: str = language) -> str:
             """In `timezone` (a person's), else the deployment's; in the page's language."""

@@ -196,6 +196,17 @@ def _page(
 
 
 _REQUEST_PARTS = ("body", "query", "path")
+TEXT_PROBLEMS = {
+    "line_break": N_("{label}: contains a line break; write it on one line"),
+    "control_character": N_(
+        "{label}: contains the control character {character}, which cannot be shown; remove it"
+    ),
+    "bidi_control": N_(
+        "{label}: contains the hidden direction character {character}, which can make the text display in "
+        "another order than it is written; remove it"
+    ),
+}
+"""The words for what `models.text` refuses in a field, by the error's type."""
 
 
 def _as_written(text: str) -> str:
@@ -240,6 +251,8 @@ def _in_words(
     context = error.get("ctx") or {}
     if kind == "value_error":
         return translate(str(context.get("error", error.get("msg", "invalid"))))
+    if kind in TEXT_PROBLEMS:
+        return translate(TEXT_PROBLEMS[kind]).format(label=label, character=context.get("character", ""))
     if kind == "string_too_short":
         minimum = context.get("min_length", 1)
         if minimum <= 1 or not str(error.get("input") or "").strip():

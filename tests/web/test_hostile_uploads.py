@@ -35,6 +35,7 @@ from tests.services.test_hostile_drafts import (
     package,
     paragraph,
 )
+from tests.services.test_hostile_registry import HOSTILE as HOSTILE_REGISTRIES
 
 # Timing bounds: run alone, after the parallel suite (see the Makefile).
 pytestmark = pytest.mark.serial
@@ -152,7 +153,9 @@ HOSTILE: dict[str, tuple[str, Callable[[], bytes], int, str]] = {
     ),
     "xxe": ("strategy.docx", lambda: _with_prolog(XXE, "1.1 &xxe;"), 422, "declares a DTD"),
     "laughs": ("strategy.docx", lambda: _with_prolog(laughs(), "1.1 &lol9;"), 422, "declares a DTD"),
-    "not-a-zip": ("strategy.docx", lambda: b"%PDF-1.7 " + bytes(range(256)) * 100, 422, "could not be read"),
+    "not-a-zip": ("strategy.docx", lambda: b"%PDF-1.7 " + bytes(range(256)) * 100, 422, "is a PDF file"),
+    "pdf-named-pdf": ("letter.pdf", lambda: b"%PDF-1.7\n" + bytes(range(256)) * 100, 422, "is a PDF file"),
+    "pdf-named-md": ("strategy.md", lambda: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", 422, "is a PDF file"),
     "markdown": (
         "strategy.md",
         lambda: "".join(f"## {n}. Section\n\n{n}.1 Text.\n\n" for n in range(2_000)).encode(),
@@ -198,3 +201,28 @@ async def test_the_longest_draft_accepted_is_parsed_while_the_app_keeps_answerin
     # half of the upload; what parsing on the loop would do is hold one answer for all of it.
     assert len(probe.latencies) >= 10, (elapsed, probe.latencies)
     assert probe.slowest < elapsed * 0.85, (elapsed, probe.slowest)
+
+
+@pytest.mark.parametrize("case", HOSTILE_REGISTRIES)
+async def test_a_hostile_registry_file_is_refused_within_a_second_and_the_app_keeps_answering(
+    served: Served, case: str
+) -> None:
+    name, build, error, words = HOSTILE_REGISTRIES[case]
+    content = build()
+    async with (
+        httpx.AsyncClient(base_url=served.url, timeout=60) as client,
+        HealthProbe(served.url) as probe,
+    ):
+        started = time.perf_counter()
+        response = await client.post(
+            f"{API}/organisations/import",
+            files={"file": (name, content, "application/octet-stream")},
+            headers=served.coordinator,
+        )
+        elapsed = time.perf_counter() - started
+        await asyncio.sleep(10 * PROBE_EVERY_SECONDS)
+
+    assert response.status_code == error.status_code, response.text
+    assert words in response.json()["detail"]
+    assert elapsed < ANSWERED_WITHIN_SECONDS, f"answered after {elapsed:.2f} s"
+    assert probe.slowest < HEALTH_WITHIN_SECONDS, f"/healthz took {probe.slowest * 1000:.0f} ms"
