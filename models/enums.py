@@ -127,6 +127,13 @@ class Decision(StrEnum):
     no_opinion = "no_opinion"
 
 
+class SignOffVerification(StrEnum):
+    """How the person who signed off was known to be the link's contact."""
+
+    emailed_code = "emailed_code"  # they entered the code emailed to the contact's address at signing
+    link_only = "link_only"  # the round asks for no code: holding the link was enough
+
+
 class MessageKind(StrEnum):
     invitation = "invitation"
     round_closed = "round_closed"
@@ -141,6 +148,7 @@ class MessageKind(StrEnum):
     task_withdrawn = "task_withdrawn"  # to an organisation taken out of a round
     lost_link = "lost_link"  # asked for on the lost-link page: every working link of the person
     feedback = "feedback"  # on publication of the answers: each of the organisation's comments and its answer
+    sign_off_code = "sign_off_code"  # to the signer's own address: the code that confirms their sign-off
 
 
 class ReminderStatus(StrEnum):

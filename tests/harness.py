@@ -148,7 +148,8 @@ async def seed_round(
     by default). `options` are further RoundCreate fields; a round shorter than the procedure's minimum
     (most tests' rounds) says why unless the test gives its own reason or none. It sends no reminders
     unless the test gives a policy: a test counting emails must not find one the calendar put due today
-    (a round of a few days has its 1-working-day reminder today on some days of the week)."""
+    (a round of a few days has its 1-working-day reminder today on some days of the week). Its sign-off
+    asks for no emailed code unless the test says so (the product's default asks for one)."""
     from models.rounds import RoundCreate
     from services import documents, organisations, rounds
 
@@ -178,6 +179,7 @@ async def seed_round(
                 **{
                     "minimum_period_reason": "a short round for a test",
                     "reminder_policy": {"working_days_before": []},
+                    "sign_off_code_required": False,
                     **options,
                 },
             ),

@@ -256,6 +256,7 @@ async def review_through_link(
             "statement": "Our objections are set out in the comments." if decision == "object" else "",
             "signer_name": row["focal_point_name"],
             "signer_title": "Migration focal point",
+            "authorised": "yes",
         },
     )
     assert signed.status_code == 303, signed.text

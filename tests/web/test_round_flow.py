@@ -98,6 +98,7 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
                 "statement": "",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director of Policy",
+                "authorised": "yes",
             },
         )
         assert signed.status_code == 303, signed.text
