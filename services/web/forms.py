@@ -212,6 +212,13 @@ class SignOffCodeForm(ReviewForm):
         return self.code
 
 
+class SignOffNewCodeForm(ReviewForm):
+    """Asking for another code: only its button; refused, it is answered where the code is entered."""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"entering_code": True}
+
+
 class ExtensionAskForm(ReviewForm):
     """A focal point's request for more time."""
 

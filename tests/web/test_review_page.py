@@ -82,14 +82,17 @@ async def build_round(
     section_numbers: list[str] | None = None,
     deadline: datetime | None = None,
     draft: bytes | None = None,
+    **options: Any,
 ) -> BuiltRound:
-    """Registry, draft, round and launch (which issues the links), through the services."""
+    """Registry, draft, round and launch (which issues the links), through the services; `options` are
+    further RoundCreate fields."""
     round_id = await seed_round(
         db,
         deadline=deadline or datetime.now(UTC) + timedelta(days=7),
         keys=keys or KEYS,
         section_numbers=section_numbers or SECTIONS,
         draft=draft,
+        **options,
     )
     async with db.session() as session:
         created = await session.get(Round, round_id)

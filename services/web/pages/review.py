@@ -41,6 +41,7 @@ from services.web.forms import (
     HandoverForm,
     SignOffCodeForm,
     SignOffForm,
+    SignOffNewCodeForm,
 )
 from services.web.i18n import N_
 from services.web.routes import Refused, ReviewRoute, shows_refused
@@ -337,7 +338,7 @@ async def new_sign_off_code(
     background: BackgroundTasks,
     client: Client,
     token: str,
-    _form: Submitted[CsrfForm],
+    _form: Submitted[SignOffNewCodeForm],
 ) -> Response:
     """Another code for the sign-off waiting on this link; the earlier one stops working."""
     sent = await reviews.new_sign_off_code(session, token=token, client=client, settings=settings)
