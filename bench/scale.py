@@ -189,7 +189,9 @@ async def run_once(backend: str, organisations: int, report: Report) -> None:
                         ]
                         signing = time.perf_counter()
                         tokens = [link.split("/t/", 1)[1] for link in links]
-                        ok, problems, latencies = await _sign_off_everyone(db, scheduler, tokens, stack.settings)
+                        ok, problems, latencies = await _sign_off_everyone(
+                            db, scheduler, tokens, stack.settings
+                        )
                         signing_seconds = time.perf_counter() - signing
                         if problems or ok != organisations:
                             raise SystemExit(

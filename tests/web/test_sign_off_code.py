@@ -48,7 +48,9 @@ class Signer(Review):
         """What the round's scheduler does once woken: deliver the round's due email."""
         sender = SmtpSender(delivery.smtp_config(self.settings))
         try:
-            await delivery.deliver_due(self.db, sender, self.settings, round_id=self.built.round_id, limit=100)
+            await delivery.deliver_due(
+                self.db, sender, self.settings, round_id=self.built.round_id, limit=100
+            )
         finally:
             await sender.close()
 
@@ -244,7 +246,7 @@ async def test_a_new_code_replaces_the_old_and_codes_are_limited(signer: Signer)
     resent = await signer.new_code()
     assert resent.status_code == 303  # type: ignore[attr-defined]
     await signer.deliver()
-    old, new = signer.codes()
+    old, _new = signer.codes()
     assert (await signer.enter(old)).status_code == 422  # type: ignore[attr-defined]
     # A third code is the last for 15 minutes: the fourth is refused, and says when to ask again.
     assert (await signer.new_code()).status_code == 303  # type: ignore[attr-defined]
