@@ -1,7 +1,8 @@
 """Delivering the outbox: the one path every email takes to the mail server.
 
 - A delivery claims its batch of due rows for a lease in one transaction, and makes the token of each row
-  that carries a review link there (kept only as a hash: the token exists nowhere but in that email).
+  that carries a review link there (kept only as a hash: the token exists nowhere but in that email). A
+  sign-off code is worked out as its email is written, from the salt its row carries.
   Each claim raises the row's `attempts`, which is the claim's fence: renewing or letting go of a lease,
   and scheduling a retry, only touch rows this claim still holds.
 - It renders each chunk while the previous one is on the wire over the sender's reused connections, and
