@@ -347,7 +347,8 @@ async def test_the_timeline_tells_the_rounds_events_newest_first_with_the_organi
     title = f"#{round_id} “Migration strategy, round 1”"
     signed = (
         "Municipality of Tiranë (sporteli.migracionit@tirane.bashki.example) signed off round "
-        f"{title}: approve. Signed by Arben Hoxha, Director. Signed with the review link alone (no code asked)."
+        f"{title}: approve. Signed by Arben Hoxha, Director. "
+        "Signed with the review link alone (no code asked)."
     )
     commented = (
         "Ministry of Interior (migration.fp@ministry-of-interior.gov.example) commented on section 4 in "
