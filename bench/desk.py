@@ -299,6 +299,7 @@ async def seed(url: str, comments: int) -> Seeded:
         title="Migration governance strategy",
         document_version_id=version_id,
         deadline=datetime.now(UTC) + BENCH_PERIOD,
+        sign_off_code_required=False,
     )
     (round_id,) = await create_rounds(url, [data], created_by=user_id)
     await launch(url, round_id=round_id)

@@ -76,7 +76,7 @@ async def _focal_point_addresses(db: Any, round_id: int) -> set[str]:
 
 
 async def _sign_off_everyone(
-    db: Any, scheduler: Any, tokens: list[str]
+    db: Any, scheduler: Any, tokens: list[str], settings: Any
 ) -> tuple[int, list[str], list[float]]:
     """Each focal point signs off through the review use case the sign-off form calls, CONCURRENCY at a
     time, and the one that settles the round wakes its scheduler as the form does. (The HTTP path is
@@ -110,8 +110,10 @@ async def _sign_off_everyone(
                             signer_name="Elira Marku",
                             signer_title="Director General",
                             submission_id=uuid.uuid4().hex,
+                            authorised=True,
                         ),
                         client=client,
+                        settings=settings,
                     )
             except Exception as exc:
                 problems.append(f"{type(exc).__name__}: {exc}")
@@ -187,7 +189,9 @@ async def run_once(backend: str, organisations: int, report: Report) -> None:
                         ]
                         signing = time.perf_counter()
                         tokens = [link.split("/t/", 1)[1] for link in links]
-                        ok, problems, latencies = await _sign_off_everyone(db, scheduler, tokens)
+                        ok, problems, latencies = await _sign_off_everyone(
+                            db, scheduler, tokens, stack.settings
+                        )
                         signing_seconds = time.perf_counter() - signing
                         if problems or ok != organisations:
                             raise SystemExit(

@@ -9,7 +9,7 @@ from models.extensions import ExtensionRequest
 from models.organisations import Organisation
 from models.outbox import OutboxMessage
 from models.responses import AnswerText, CommentResponse
-from models.reviews import AccessLink, Comment, LinkToken, SignOff
+from models.reviews import AccessLink, Comment, LinkToken, SignOff, SignOffCode
 from models.rounds import ReviewTask, Round, TaskReminder
 from models.throttle import ThrottleCount
 from models.users import Credential, SignInFailure, User
@@ -33,6 +33,7 @@ __all__ = [
     "Section",
     "SignInFailure",
     "SignOff",
+    "SignOffCode",
     "TaskReminder",
     "ThrottleCount",
     "User",

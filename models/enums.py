@@ -127,6 +127,13 @@ class Decision(StrEnum):
     no_opinion = "no_opinion"
 
 
+class SignOffVerification(StrEnum):
+    """How the person who signed off was known to be the link's contact."""
+
+    emailed_code = "emailed_code"  # they entered the code emailed to the contact's address at signing
+    link_only = "link_only"  # the round asks for no code: holding the link was enough
+
+
 class MessageKind(StrEnum):
     invitation = "invitation"
     round_closed = "round_closed"
@@ -144,6 +151,7 @@ class MessageKind(StrEnum):
     # Asked for on the console's forgot-password page: a single-use link; then the notice of the change.
     password_reset = "password_reset"  # noqa: S105 - a message kind
     password_changed = "password_changed"  # noqa: S105 - a message kind
+    sign_off_code = "sign_off_code"  # to the signer's own address: the code that confirms their sign-off
 
 
 class ReminderStatus(StrEnum):

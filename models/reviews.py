@@ -9,7 +9,14 @@ from pydantic import computed_field, field_validator
 from sqlmodel import Field, SQLModel
 
 from models.contacts import EmailAddress
-from models.enums import CommentKind, CommentStatus, CommentWeight, ContactRole, Decision
+from models.enums import (
+    CommentKind,
+    CommentStatus,
+    CommentWeight,
+    ContactRole,
+    Decision,
+    SignOffVerification,
+)
 from models.organisations import Organisation
 from models.text import OneLine, Text, has_bidi_controls
 from models.types import UTCDateTime, enum_column, utcnow
@@ -163,6 +170,10 @@ class SignOffCreate(SignOffBase):
         max_length=64,
         description="Form nonce; a repeated submission returns the first receipt.",
     )
+    authorised: bool = Field(
+        default=False,
+        description="The signer declares they are authorised to sign for the organisation; refused without.",
+    )
 
 
 class SignOff(SignOffBase, table=True):
@@ -196,6 +207,36 @@ class SignOff(SignOffBase, table=True):
     )
     superseded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     superseded_reason: str | None = Field(default=None, sa_type=sa.Text)
+    verified_by: SignOffVerification = Field(
+        default=SignOffVerification.link_only, sa_type=enum_column(SignOffVerification, 20)
+    )
+
+
+class SignOffCode(SQLModel, table=True):
+    """A code that confirms a sign-off, emailed to the signer's own address when they submit the form.
+
+    The code is never stored: it is the HMAC, under the service's secret key, of `code_salt`, worked out
+    when its email is rendered (services.hashing.sign_off_code) and again when it is entered. Whoever
+    holds the link but not the mailbox (a forwarded invitation) cannot sign. The form waiting for the
+    code is kept here, so the code confirms exactly what was submitted."""
+
+    __tablename__ = "sign_off_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="review_tasks.id", index=True)
+    round_id: int = Field(foreign_key="rounds.id", index=True)
+    link_id: str = Field(foreign_key="access_links.id", max_length=32, index=True)
+    code_salt: str = Field(max_length=64)
+    pending: dict[str, str] = Field(
+        sa_type=sa.JSON, description="The sign-off form waiting for the code (SignOffCreate's fields)."
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = Field(default=0, description="Wrong codes entered; at the limit the code is dead.")
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    superseded_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="A newer code of the same link replaced it."
+    )
 
 
 class SignOffRead(SignOffBase):
@@ -214,6 +255,10 @@ class SignOffRead(SignOffBase):
         default=None, description="Reopened at the organisation's request; a later sign-off stands."
     )
     superseded_reason: str | None = None
+    verified_by: SignOffVerification = Field(
+        default=SignOffVerification.link_only,
+        description="emailed_code: the signer entered the code sent to their address; link_only: the link.",
+    )
 
     @classmethod
     def of(cls, sign_off: SignOff, organisation: Organisation) -> SignOffRead:

@@ -106,6 +106,9 @@ class Round(SQLModel, table=True):
     answers_published_at: datetime | None = Field(
         default=None, sa_type=UTCDateTime, description="The last publication of the coordinator's answers."
     )
+    sign_off_code_required: bool = Field(
+        default=True, description="A sign-off is confirmed by a code emailed to the signer's own address."
+    )
 
     def reminders(self) -> ReminderPolicy:
         return ReminderPolicy.model_validate(self.reminder_policy or {})
@@ -200,6 +203,11 @@ class RoundCreate(SQLModel):
     contact_email: EmailAddress | None = Field(
         default=None, max_length=320, description="Replies to invitations go here (Reply-To)."
     )
+    sign_off_code_required: bool = Field(
+        default=True,
+        description="Signing off asks for a 6-digit code emailed to the signer's own address, so that a "
+        "forwarded link cannot sign for the organisation; false: the link alone signs.",
+    )
 
     @field_validator(
         "title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before"
@@ -238,6 +246,7 @@ class RoundUpdate(SQLModel):
     cover_message: Text | None = Field(default=None, max_length=5000)
     contact_name: OneLine | None = Field(default=None, max_length=300)
     contact_email: EmailAddress | None = Field(default=None, max_length=320, description="null clears it.")
+    sign_off_code_required: bool | None = None
 
     @field_validator(
         "title", "minimum_period_reason", "purpose", "cover_message", "contact_name", mode="before"
@@ -334,6 +343,7 @@ class RoundRead(SQLModel):
     contact_name: str = ""
     contact_email: str | None = None
     answers_published_at: datetime | None = None
+    sign_off_code_required: bool = True
     clearance: Clearance
     counts: RoundCounts
     tasks: list[TaskSummary]

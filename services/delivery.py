@@ -2,7 +2,8 @@
 
 - A delivery claims its batch of due rows for a lease in one transaction, and makes the token of each row
   that carries a review link or a password reset link there (kept only as a hash: the token exists
-  nowhere but in that email).
+  nowhere but in that email). A sign-off code is worked out as its email is written, from the salt its
+  row carries.
   Each claim raises the row's `attempts`, which is the claim's fence: renewing or letting go of a lease,
   and scheduling a retry, only touch rows this claim still holds.
 - It renders each chunk while the previous one is on the wire over the sender's reused connections, and
@@ -50,7 +51,7 @@ from notifications.smtp import SmtpConfig
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import Database
-from services.hashing import new_secret, sha256_hex
+from services.hashing import new_secret, sha256_hex, sign_off_code
 from services.links import review_url
 from services.password_resets import reset_url
 from services.settings import Settings
@@ -446,6 +447,9 @@ async def _written(taken: list[_Taken], settings: Settings, recorder: _Recorder)
                     for item in context["items"]
                 ],
             }
+        if row.kind == MessageKind.sign_off_code:
+            # Worked out here, as a link's token is made here: the outbox row keeps only the salt.
+            context = {**context, "code": sign_off_code(settings.secret_key, str(context.get("code_salt")))}
         message_id = message_id_for(row.key, domain)
         try:
             rendered = render_email(row.kind, row.language, context)

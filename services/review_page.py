@@ -15,7 +15,7 @@ from models.reviews import (
     SignOffRead,
 )
 from models.types import utcnow
-from services import working_days
+from services import sign_off_codes, working_days
 from services.comments import CommentView, comment_view
 from services.documents import SectionView, draft_view
 from services.links import LinkContext, ReviewState, resolve, state_of
@@ -36,6 +36,8 @@ class ReviewPage:
     working_days_left: int
     pending_request: ExtensionRequest | None
     """The organisation's request for more time, while the coordinator has not answered it."""
+    pending_sign_off: sign_off_codes.PendingSignOff | None = None
+    """This link's sign-off waiting for the code emailed to its contact."""
 
     @property
     def writable(self) -> bool:
@@ -67,11 +69,17 @@ async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
             )
         )
     ).first()
+    state = state_of(context, now)
+    pending_sign_off = None
+    if sign_off is None and state == ReviewState.open and context.round.sign_off_code_required:
+        waiting = await sign_off_codes.latest(session, link_id=context.link.id)
+        if waiting is not None:
+            pending_sign_off = sign_off_codes.pending_view(waiting, to_email=context.link.email, now=now)
     return ReviewPage(
         context=context,
         draft_title=draft.title,
         preamble_html=draft.preamble_html,
-        state=state_of(context, now),
+        state=state,
         sections=draft.assigned(context.task.section_ids),
         comments=[comment_view(comment, numbers) for comment in comments],
         sign_off=SignOffRead.of(sign_off, context.organisation) if sign_off else None,
@@ -80,4 +88,5 @@ async def review_page(session: AsyncSession, *, token: str) -> ReviewPage:
             context.round.jurisdiction, now, context.task.deadline, timezone
         ),
         pending_request=pending,
+        pending_sign_off=pending_sign_off,
     )

@@ -119,6 +119,7 @@ async def create_round(
         grace_period_hours=data.grace_period_hours,
         silence_means=data.silence_means,
         reminder_policy=policy.model_dump(),
+        sign_off_code_required=data.sign_off_code_required,
     )
     session.add(round_)
     await session.flush()
@@ -152,6 +153,7 @@ async def create_round(
             "grace_period_hours": round_.grace_period_hours,
             "silence_means": str(round_.silence_means),
             "reminder_policy": round_.reminder_policy,
+            "sign_off_code_required": round_.sign_off_code_required,
         },
     )
     await session.commit()
@@ -280,10 +282,19 @@ async def update_draft(session: AsyncSession, *, round_id: int, data: RoundUpdat
         "procedure",
         "grace_period_hours",
         "silence_means",
+        "sign_off_code_required",
     ):
         if name in given and getattr(data, name) is None:
             given.discard(name)
-    for name in ("title", "purpose", "cover_message", "contact_name", "grace_period_hours", "silence_means"):
+    for name in (
+        "title",
+        "purpose",
+        "cover_message",
+        "contact_name",
+        "grace_period_hours",
+        "silence_means",
+        "sign_off_code_required",
+    ):
         if name in given:
             value = getattr(data, name)
             setattr(round_, name, _NULLABLE_TEXT.get(name, value) if value is None else value)

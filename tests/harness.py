@@ -31,6 +31,9 @@ from workflows.worker import build_worker
 
 T = TypeVar("T")
 TEST_ACTOR = Actor(kind=ActorKind.system, id="test")
+SIGNING_SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+"""What a test signing off through `reviews.sign_off` directly passes as its settings: in a round that asks
+for no code (seed_round's) the use case reads none of them; they would only write the code's email."""
 
 
 async def create_account(db: Database, email: str, role: Role) -> dict[str, str]:
@@ -148,7 +151,8 @@ async def seed_round(
     by default). `options` are further RoundCreate fields; a round shorter than the procedure's minimum
     (most tests' rounds) says why unless the test gives its own reason or none. It sends no reminders
     unless the test gives a policy: a test counting emails must not find one the calendar put due today
-    (a round of a few days has its 1-working-day reminder today on some days of the week)."""
+    (a round of a few days has its 1-working-day reminder today on some days of the week). Its sign-off
+    asks for no emailed code unless the test says so (the product's default asks for one)."""
     from models.rounds import RoundCreate
     from services import documents, organisations, rounds
 
@@ -178,6 +182,7 @@ async def seed_round(
                 **{
                     "minimum_period_reason": "a short round for a test",
                     "reminder_policy": {"working_days_before": []},
+                    "sign_off_code_required": False,
                     **options,
                 },
             ),

@@ -422,6 +422,10 @@ def _signed_off(event: AuditEventRead, names: _Names) -> list[Part]:
             f", {_text(data['signer_title'])}" if data.get("signer_title") else ""
         )
         parts.append(Part(N_("Signed by %(signer)s."), {"signer": signer}))
+    if data.get("verified_by") == "emailed_code":
+        parts.append(Part(N_("Confirmed with the code emailed to the signer."), {}))
+    elif data.get("verified_by") == "link_only":
+        parts.append(Part(N_("Signed with the review link alone (no code asked)."), {}))
     return parts
 
 
@@ -637,6 +641,14 @@ SENTENCES: dict[str, tuple[Describer, bool]] = {
         True,
     ),
     "signoff.recorded": (_signed_off, True),
+    "signoff.code_sent": (
+        _simple(N_("asked to sign off in round %(round)s: a code was emailed to %(to)s."), "to"),
+        True,
+    ),
+    "signoff.code_refused": (
+        _simple(N_("entered a wrong sign-off code in round %(round)s (try %(attempts)s of 5)."), "attempts"),
+        True,
+    ),
     "signoff.reopened": (
         _simple(N_("reopened the sign-off of %(organisation)s in round %(round)s: “%(reason)s”."), "reason"),
         True,

@@ -118,6 +118,8 @@ ACCESS: dict[Operation, frozenset[Caller]] = {
     ("POST", "/t/{token}/comments/{comment_id}/edit"): LINK_HOLDER,
     ("POST", "/t/{token}/comments/{comment_id}/withdraw"): LINK_HOLDER,
     ("POST", "/t/{token}/sign-off"): LINK_HOLDER,
+    ("POST", "/t/{token}/sign-off/code"): LINK_HOLDER,
+    ("POST", "/t/{token}/sign-off/code/new"): LINK_HOLDER,
     ("POST", "/t/{token}/opened"): LINK_HOLDER,
     ("POST", "/t/{token}/extension-request"): LINK_HOLDER,
     ("POST", "/t/{token}/handover"): LINK_HOLDER,

@@ -148,12 +148,21 @@ class CommentEditForm(ReviewForm):
         )
 
 
+NOT_AUTHORISED = N_(
+    "tick the box to confirm that you are authorised to sign off for your organisation; nothing was recorded"
+)
+
+
 class SignOffForm(ReviewForm):
+    """The sign-off; `authorised` is the box the signer ticks to say they may sign for the organisation
+    (a browser insists on it, but a form posted without it is refused all the same)."""
+
     submission_id: str = ""
     decision: str = ""
     statement: str = ""
     signer_name: str = ""
     signer_title: str = ""
+    authorised: str = ""
 
     def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
         return {
@@ -162,10 +171,20 @@ class SignOffForm(ReviewForm):
             "statement": self.statement,
             "signer_name": self.signer_name,
             "signer_title": self.signer_title,
+            "authorised": bool(self.authorised),
         }
 
     def sign_off(self) -> SignOffCreate:
-        _refuse_nul(self.submission_id, self.decision, self.statement, self.signer_name, self.signer_title)
+        _refuse_nul(
+            self.submission_id,
+            self.decision,
+            self.statement,
+            self.signer_name,
+            self.signer_title,
+            self.authorised,
+        )
+        if not self.authorised:
+            raise InvalidInput(NOT_AUTHORISED, error="not_authorised")
         return SignOffCreate.model_validate(
             {
                 "decision": self.decision,
@@ -173,8 +192,32 @@ class SignOffForm(ReviewForm):
                 "signer_name": self.signer_name,
                 "signer_title": self.signer_title,
                 "submission_id": self.submission_id,
+                "authorised": True,
             }
         )
+
+
+class SignOffCodeForm(ReviewForm):
+    """The code emailed to the signer, confirming the sign-off that waits for it; `submission_id` is that
+    sign-off form's, so a confirmation sent twice gets the receipt."""
+
+    code: str = ""
+    submission_id: str = ""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        # The code is not put back: a wrong one is no use to see again.
+        return {"entering_code": True}
+
+    def checked_code(self) -> str:
+        _refuse_nul(self.code, self.submission_id)
+        return self.code
+
+
+class SignOffNewCodeForm(ReviewForm):
+    """Asking for another code: only its button; refused, it is answered where the code is entered."""
+
+    def typed(self, path: Mapping[str, str]) -> dict[str, Any]:
+        return {"entering_code": True}
 
 
 class ExtensionAskForm(ReviewForm):
@@ -295,6 +338,8 @@ class RoundForm(FormModel):
     minimum_period_reason: str = ""
     grace_period_hours: str = "0"
     silence_means: str = "no_response"
+    sign_off_code: str = "required"
+    """"required": signing off asks for the code emailed to the signer; "link_only": the link signs."""
     reminder_days: str = "7, 2, 1"
     reminder_at: str = "09:00"
     reminder_text: str = ""
@@ -322,6 +367,7 @@ class RoundForm(FormModel):
             "minimum_period_reason": self.minimum_period_reason,
             "grace_period_hours": self.grace_period_hours,
             "silence_means": self.silence_means,
+            "sign_off_code": self.sign_off_code,
             "reminder_days": self.reminder_days,
             "reminder_at": self.reminder_at,
             "reminder_text": self.reminder_text,
@@ -391,6 +437,8 @@ class RoundForm(FormModel):
             "minimum_period_reason": self.minimum_period_reason.strip() or None,
             "grace_period_hours": self.grace_period_hours.strip() or "0",
             "silence_means": self.silence_means,
+            # Anything but an explicit "link only" keeps the code: the safer reading of a mangled form.
+            "sign_off_code_required": self.sign_off_code != "link_only",
             "reminder_policy": self._reminder_policy(),
             "cover_message": self.cover_message,
             "contact_name": self.contact_name,

@@ -148,6 +148,7 @@ async def draft_form(session: AsyncSession, *, round_id: int, choices: WizardCho
         "minimum_period_reason": detail.minimum_period_reason or "",
         "grace_period_hours": str(detail.grace_period_hours),
         "silence_means": str(detail.silence_means),
+        "sign_off_code": "required" if detail.sign_off_code_required else "link_only",
         "reminder_days": ", ".join(str(days) for days in policy.working_days_before),
         "reminder_at": policy.at,
         "reminder_text": policy.text,

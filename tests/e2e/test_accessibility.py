@@ -39,7 +39,7 @@ from tests.e2e.helpers import (
     set_language_cookie,
     sign_in,
 )
-from tests.harness import ServedApp, fixture_path
+from tests.harness import SIGNING_SETTINGS, ServedApp, fixture_path
 from tests.web.test_review_page import BuiltRound, RecordingScheduler, build_round
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("backend", ["sqlite"])]
@@ -117,8 +117,10 @@ async def site(db: Database, settings: Settings) -> AsyncIterator[Site]:
                 signer_name="Erion Veliaj",
                 signer_title="Mayor",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=CLIENT,
+            settings=SIGNING_SETTINGS,
         )
     app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
     served = ServedApp(app)

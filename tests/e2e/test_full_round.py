@@ -118,6 +118,8 @@ async def test_the_whole_story_with_88_organisations(
             "title": "National Strategy on Migration Governance: inter-institutional consultation",
             "document_version_id": document.json()["versions"][0]["id"],
             "deadline": (datetime.now(UTC) + timedelta(days=21)).isoformat(),
+            # 88 sign-offs over HTTP: the code step is the coordinator story's (test_coordinator_story).
+            "sign_off_code_required": False,
         },
         headers=coordinator,
     )
@@ -256,6 +258,7 @@ async def review_through_link(
             "statement": "Our objections are set out in the comments." if decision == "object" else "",
             "signer_name": row["focal_point_name"],
             "signer_title": "Migration focal point",
+            "authorised": "yes",
         },
     )
     assert signed.status_code == 303, signed.text

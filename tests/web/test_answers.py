@@ -17,7 +17,7 @@ from services import comments, reviews
 from services.db import Database
 from services.links import ClientInfo
 from tests.conftest import Stack
-from tests.harness import eventually, messages_to
+from tests.harness import SIGNING_SETTINGS, eventually, messages_to
 from tests.web.test_round_changes import INTERIOR, TIRANE_COUNTER, launched_round, link_of
 
 CLIENT = ClientInfo(ip="192.0.2.7", user_agent="test")
@@ -55,8 +55,10 @@ async def sign(db: Database, token: str, decision: str, statement: str = "") -> 
                 signer_name="Arben Hoxha",
                 signer_title="Director",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=CLIENT,
+            settings=SIGNING_SETTINGS,
         )
 
 

@@ -22,7 +22,7 @@ from services.db import Database
 from services.links import ClientInfo
 from services.settings import Settings
 from services.web.app import create_app
-from tests.harness import TEST_ACTOR, user_id_of
+from tests.harness import SIGNING_SETTINGS, TEST_ACTOR, user_id_of
 from tests.web.test_console import AUDITOR, COORDINATOR, HTML, ZONE, create_login, sign_in
 from tests.web.test_review_page import build_round
 
@@ -69,8 +69,10 @@ async def test_events_read_as_sentences_with_names_and_the_record_beside_them(
                 signer_name="Ana Hoxha",
                 signer_title="Director",
                 submission_id="sign-off-1",
+                authorised=True,
             ),
             client=ClientInfo(ip="198.51.100.7", user_agent="test"),
+            settings=SIGNING_SETTINGS,
         )
     async with db.write_session() as session:
         await trail.append(
@@ -99,7 +101,7 @@ async def test_events_read_as_sentences_with_names_and_the_record_beside_them(
     ) in said
     assert (
         f"Ministry of Finance ({FINANCE_FP}) signed off round {round_name}: approve. "
-        "Signed by Ana Hoxha, Director."
+        "Signed by Ana Hoxha, Director. Signed with the review link alone (no code asked)."
     ) in said
     assert f"The system (test) recorded “future.thing_done”. Round {round_name}." in said
     # The record stays available: action, actor and the data as JSON, under each sentence.

@@ -43,7 +43,7 @@ from services.errors import ServiceUnavailable
 from services.links import ClientInfo
 from services.settings import Settings
 from services.web.app import create_app
-from tests.harness import TEST_ACTOR, csrf_of, seed_round
+from tests.harness import SIGNING_SETTINGS, TEST_ACTOR, csrf_of, seed_round
 from workflows.client import Scheduler
 
 ZONE = "Europe/Tirane"
@@ -148,8 +148,10 @@ async def sign_off(
                 signer_name="Arben Hoxha",
                 signer_title="Director",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=CLIENT,
+            settings=SIGNING_SETTINGS,
         )
 
 
@@ -345,7 +347,8 @@ async def test_the_timeline_tells_the_rounds_events_newest_first_with_the_organi
     title = f"#{round_id} “Migration strategy, round 1”"
     signed = (
         "Municipality of Tiranë (sporteli.migracionit@tirane.bashki.example) signed off round "
-        f"{title}: approve. Signed by Arben Hoxha, Director."
+        f"{title}: approve. Signed by Arben Hoxha, Director. "
+        "Signed with the review link alone (no code asked)."
     )
     commented = (
         "Ministry of Interior (migration.fp@ministry-of-interior.gov.example) commented on section 4 in "

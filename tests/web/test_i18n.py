@@ -192,6 +192,7 @@ async def test_refusals_are_in_the_page_s_language(
                 "decision": "approve",
                 "signer_name": "",
                 "signer_title": "Drejtor",
+                "authorised": "yes",
             },
         )
         without_comments = await http.post(
@@ -202,6 +203,7 @@ async def test_refusals_are_in_the_page_s_language(
                 "decision": "approve_with_comments",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Drejtor",
+                "authorised": "yes",
             },
         )
         forged = await http.post(f"{path}/comments", data={"csrf_token": "0" * 64, "body": "Teksti im."})

@@ -35,7 +35,7 @@ from services.settings import Settings
 from services.throttle import Limit
 from services.web.app import create_app
 from tests.conftest import Stack
-from tests.harness import TEST_ACTOR, csrf_of, eventually, messages_to, seed_round
+from tests.harness import SIGNING_SETTINGS, TEST_ACTOR, csrf_of, eventually, messages_to, seed_round
 from tests.web.test_review_page import RecordingScheduler, build_round
 from workflows.client import launch_round
 
@@ -216,8 +216,10 @@ async def test_a_settled_task_or_a_closed_round_sends_nothing(stack: Stack) -> N
                 signer_name="Arben Hoxha",
                 signer_title="Director of Policy",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=ClientInfo(ip="127.0.0.1", user_agent="test"),
+            settings=SIGNING_SETTINGS,
         )
     closed = await stack.http.post(
         f"/api/v1/rounds/{closing}/close", json={"reason": "the law was withdrawn"}, headers=stack.coordinator

@@ -82,14 +82,17 @@ async def build_round(
     section_numbers: list[str] | None = None,
     deadline: datetime | None = None,
     draft: bytes | None = None,
+    **options: Any,
 ) -> BuiltRound:
-    """Registry, draft, round and launch (which issues the links), through the services."""
+    """Registry, draft, round and launch (which issues the links), through the services; `options` are
+    further RoundCreate fields."""
     round_id = await seed_round(
         db,
         deadline=deadline or datetime.now(UTC) + timedelta(days=7),
         keys=keys or KEYS,
         section_numbers=section_numbers or SECTIONS,
         draft=draft,
+        **options,
     )
     async with db.session() as session:
         created = await session.get(Round, round_id)
@@ -200,6 +203,7 @@ class Review:
             "statement": "",
             "signer_name": "Arben Hoxha",
             "signer_title": "Director of Policy",
+            "authorised": "yes",
             **extra,
         }
         return await self.http.post(self.path + "/sign-off", data=data)
@@ -792,6 +796,7 @@ async def test_a_post_without_a_valid_csrf_token_is_refused_and_the_text_kept(
                 "statement": statement,
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director of Policy",
+                "authorised": "yes",
             },
             statement,
         ),
@@ -959,6 +964,7 @@ async def test_a_double_submitted_sign_off_records_one(review: Review) -> None:
         "statement": "",
         "signer_name": "Arben Hoxha",
         "signer_title": "Director of Policy",
+        "authorised": "yes",
     }
     # A double click, and a few more impatient clicks on top: all at once.
     responses = await asyncio.gather(
@@ -985,6 +991,7 @@ async def test_two_sign_offs_held_at_the_same_point_record_one(review: Review) -
         "decision": "approve",
         "signer_name": "Arben Hoxha",
         "signer_title": "Director of Policy",
+        "authorised": "yes",
     }
     async with review.db.write_session() as blocker:
         await blocker.exec(select(AuditChainHead).with_for_update())
@@ -1016,6 +1023,7 @@ async def test_a_second_sign_off_is_refused(review: Review) -> None:
             "statement": "We object.",
             "signer_name": "Someone Else",
             "signer_title": "Deputy",
+            "authorised": "yes",
         },
     )
     assert response.status_code == 409, response.text
@@ -1112,6 +1120,7 @@ async def test_a_refused_second_sign_off_says_so_above_the_receipt(review: Revie
             "statement": "We object to section 4.",
             "signer_name": "Someone Else",
             "signer_title": "Deputy",
+            "authorised": "yes",
         },
     )
     assert response.status_code == 409
@@ -1231,6 +1240,7 @@ async def test_after_the_deadline_the_page_says_so_and_refuses_writes(review: Re
                 "decision": "approve",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director",
+                "authorised": "yes",
             },
         ),
     ]:
@@ -1272,6 +1282,7 @@ async def test_a_round_created_with_a_near_deadline_closes_to_writes(
                 "decision": "approve",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director",
+                "authorised": "yes",
             },
         )
         assert response.status_code == 409
@@ -1313,6 +1324,7 @@ async def test_after_the_round_is_closed_the_page_says_so_and_refuses_writes(rev
                 "decision": "approve",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director",
+                "authorised": "yes",
             },
         ),
     ]:
@@ -1426,6 +1438,7 @@ async def test_only_the_sign_off_that_leaves_nothing_to_sign_wakes_the_scheduler
                     "decision": "approve",
                     "signer_name": "Arben Hoxha",
                     "signer_title": "Director",
+                    "authorised": "yes",
                 },
             )
             assert signed.status_code == 303, signed.text
@@ -1447,6 +1460,7 @@ async def test_a_sign_off_racing_the_close_never_both_win(db: Database, settings
             "decision": "approve",
             "signer_name": "Arben Hoxha",
             "signer_title": "Director",
+            "authorised": "yes",
         }
         deadline = await _deadline(db, built.round_id)
 

@@ -65,6 +65,7 @@ async def create(stack: Stack, version_id: int, **fields: Any) -> Any:
         "document_version_id": version_id,
         "deadline": working_days_from_today(12).isoformat(),
         "organisation_keys": KEYS,
+        "sign_off_code_required": False,
         **fields,
     }
     return await stack.http.post("/api/v1/rounds", json=body, headers=stack.coordinator)

@@ -98,9 +98,28 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
                 "statement": "",
                 "signer_name": "Arben Hoxha",
                 "signer_title": "Director of Policy",
+                "authorised": "yes",
             },
         )
         assert signed.status_code == 303, signed.text
+        # The round asks for the code (the default): the scheduler, woken, delivers it to the signer.
+        assert signed.headers["location"].endswith("done=code-sent#sign-off")
+        address = FOCAL_POINTS[key]
+        code = await eventually(
+            lambda: _async(_code_for(stack, address)),  # noqa: B023 (awaited within the iteration)
+            lambda found: found is not None,
+            timeout=30,
+        )
+        page = await stack.http.get(path)
+        submission = re.search(  # type: ignore[union-attr]
+            r'id="sign-off-code-form".*?name="submission_id" value="([^"]+)"', page.text, re.S
+        ).group(1)
+        confirmed = await stack.http.post(
+            f"{path}/sign-off/code",
+            data={"csrf_token": csrf_of(page), "submission_id": submission, "code": code},
+        )
+        assert confirmed.status_code == 303, confirmed.text
+        assert confirmed.headers["location"].endswith("done=signed#receipt")
 
     closed = await eventually(
         lambda: stack.http.get(f"/api/v1/rounds/{round_id}", headers=stack.auditor),
@@ -108,12 +127,20 @@ async def test_a_round_runs_from_launch_to_close(stack: Stack) -> None:
     )
     assert closed.json()["close_reason"] == "all_signed_off"
     sign_offs = (await stack.http.get(f"/api/v1/rounds/{round_id}/sign-offs", headers=stack.auditor)).json()
-    assert len(sign_offs) == 3
+    assert [item["verified_by"] for item in sign_offs] == ["emailed_code"] * 3
     notice = await eventually(
         lambda: _async(messages_to(stack.mailbox, "coordinator@secretariat.example")),
         lambda found: len(found) == 1,
     )
     assert "closed" in (notice[0].subject or "").lower()
+
+
+def _code_for(stack: Stack, address: str) -> str | None:
+    for message in messages_to(stack.mailbox, address):
+        found = re.search(r"^ {4}(\d{6})$", message.text or "", re.MULTILINE)
+        if found:
+            return found.group(1)
+    return None
 
 
 async def _count(stack: Stack) -> int:

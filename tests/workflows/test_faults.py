@@ -151,6 +151,7 @@ async def sign_off_through_the_page(http: httpx.AsyncClient, path: str) -> None:
             "statement": "",
             "signer_name": "Elira Marku",
             "signer_title": "Director General",
+            "authorised": "yes",
         },
     )
     assert response.status_code == 303, response.text

@@ -25,6 +25,7 @@ from services.links import ClientInfo
 from services.settings import Settings
 from tests.conftest import TEMPORAL_TEST_SERVER
 from tests.harness import (
+    SIGNING_SETTINGS,
     TEST_ACTOR,
     WorkerHandle,
     create_account,
@@ -232,6 +233,8 @@ async def _sign_off(db: Database, token: str) -> None:
                 signer_name="Elira Marku",
                 signer_title="Director General",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=CLIENT,
+            settings=SIGNING_SETTINGS,
         )

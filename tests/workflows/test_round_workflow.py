@@ -25,6 +25,7 @@ from services.links import ClientInfo
 from services.settings import Settings
 from tests.conftest import TEMPORAL_TEST_SERVER, Stack
 from tests.harness import (
+    SIGNING_SETTINGS,
     TEST_ACTOR,
     WorkerHandle,
     eventually,
@@ -80,8 +81,10 @@ async def sign_off_with(db: Database, token: str, decision: Decision) -> None:
                 signer_name="Elira Marku",
                 signer_title="Director General",
                 submission_id=uuid.uuid4().hex,
+                authorised=True,
             ),
             client=CLIENT,
+            settings=SIGNING_SETTINGS,
         )
 
 

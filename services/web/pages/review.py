@@ -18,7 +18,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import CommentStatus, Decision
 from services import comments, extension_requests, handovers, links, review_page, reviews
-from services.errors import NotFound
+from services.errors import NotFound, TooManyRequests
+from services.sign_off_codes import CodeSent
 from services.web import csrf, i18n, review_view
 from services.web.deps import (
     Client,
@@ -38,7 +39,9 @@ from services.web.forms import (
     CsrfForm,
     ExtensionAskForm,
     HandoverForm,
+    SignOffCodeForm,
     SignOffForm,
+    SignOffNewCodeForm,
 )
 from services.web.i18n import N_
 from services.web.routes import Refused, ReviewRoute, shows_refused
@@ -50,12 +53,18 @@ NOTICES = {
     "comment-edited": N_("Your comment was updated."),
     "comment-withdrawn": N_("Your comment was withdrawn."),
     "signed": N_("The sign-off was recorded. Your receipt is below."),
+    "code-sent": N_("We have emailed you a code. Enter it below to confirm the sign-off."),
     "time-asked": N_(
         "Your request for more time was sent to the coordinator; the answer will come by email."
     ),
     "handed-over": N_("Your colleague has been sent a link of their own. Yours keeps working too."),
 }
-NOTICE_PLACES = {"signed": "receipt", "time-asked": "more-time", "handed-over": "hand-over"}
+NOTICE_PLACES = {
+    "signed": "receipt",
+    "code-sent": "sign-off",
+    "time-asked": "more-time",
+    "handed-over": "hand-over",
+}
 """Where each notice is shown: next to what the person did, where the redirect's fragment leads (a
 comment's notices in the comment itself)."""
 KEPT_FIELDS = ("body", "proposed_wording", "statement")
@@ -81,6 +90,8 @@ def _form_shown(page: review_page.ReviewPage, form: dict[str, Any]) -> bool:
         )
     if "decision" in form:
         return page.sign_off is None
+    if "entering_code" in form:
+        return page.pending_sign_off is not None
     if "wanted_deadline" in form:
         return page.may_ask_for_time
     return True
@@ -101,7 +112,7 @@ def _error_place(page: review_page.ReviewPage, form: dict[str, Any], comment_id:
     if comment_id is not None:
         shown = any(comment.id == comment_id for comment in page.comments)
         return f"comment-{comment_id}" if shown else TOP
-    if "decision" in form:
+    if "decision" in form or "entering_code" in form:
         return "sign-off"
     if "wanted_deadline" in form:
         return "more-time" if _more_time_shown(page) else TOP
@@ -118,6 +129,8 @@ def _notice_place(page: review_page.ReviewPage, done: str, comment_id: int | Non
         return f"comment-{comment_id}" if shown else TOP
     place = NOTICE_PLACES.get(done, TOP)
     if place == "receipt" and page.sign_off is None:
+        return TOP
+    if place == "sign-off" and page.pending_sign_off is None:
         return TOP
     if place == "more-time" and not _more_time_shown(page):
         return TOP
@@ -164,6 +177,20 @@ async def _render(
     notice = NOTICES.get(done)
     grouped = review_view.comments_by_section(page.sections, page.comments)
     refilled = form if refill else {}
+    waiting = page.pending_sign_off
+    # The sign-off form shows what was typed in it, else the sign-off waiting for its code, to change.
+    sign_off_form: dict[str, Any] = (
+        refilled
+        if "decision" in refilled
+        else {
+            "decision": waiting.decision,
+            "statement": waiting.statement,
+            "signer_name": waiting.signer_name,
+            "signer_title": waiting.signer_title,
+        }
+        if waiting
+        else {}
+    )
     state = web_state(request)
     return csrf.render(
         request,
@@ -182,6 +209,7 @@ async def _render(
             "error": _message(refused, words) if refused else None,
             "error_at": _error_place(page, form, comment_id) if refused else None,
             "form": refilled,
+            "sign_off_form": sign_off_form,
             "kept": kept,
             "comments_by_section": grouped,
             "active_counts": review_view.active_counts(grouped),
@@ -202,9 +230,12 @@ async def _show_refused(request: Request, session: AsyncSession, refused: Refuse
     what was typed is shown to copy, not put back into a form that the fresh token would let through:
     another site must not be able to prepare a filled-in form for one click."""
     status_code = 403 if isinstance(refused.error, csrf.CsrfFailed) else refused.status_code
-    return await _render(
+    response = await _render(
         request, session, request.path_params["token"], status_code=status_code, refused=refused
     )
+    if isinstance(refused.error, TooManyRequests) and refused.error.retry_after is not None:
+        response.headers["Retry-After"] = str(refused.error.retry_after)
+    return response
 
 
 def _done(token: str, target: str) -> Response:
@@ -253,17 +284,66 @@ async def withdraw_comment(
 @shows_refused(_show_refused)
 async def sign_off(
     session: WriteSession,
+    settings: SettingsDep,
     scheduler: SchedulerDep,
     background: BackgroundTasks,
     client: Client,
     token: str,
     form: Submitted[SignOffForm],
 ) -> Response:
-    outcome = await reviews.sign_off(session, token=token, data=form.sign_off(), client=client)
+    """Sign off; when the round asks for a code, email it to the signer instead, and record nothing yet."""
+    outcome = await reviews.sign_off(
+        session, token=token, data=form.sign_off(), client=client, settings=settings
+    )
+    if isinstance(outcome, CodeSent):
+        background.add_task(scheduler.wake, outcome.round_id)  # the code must arrive while they wait
+        return _done(token, "done=code-sent#sign-off")
     if outcome.round_settled:
         # Only the sign-off that leaves nothing to sign has anything to tell the round's scheduler.
         background.add_task(scheduler.wake, outcome.receipt.round_id)
     return _done(token, "done=signed#receipt")
+
+
+@router.post("/{token}/sign-off/code")
+@shows_refused(_show_refused)
+async def confirm_sign_off(
+    session: WriteSession,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    background: BackgroundTasks,
+    client: Client,
+    token: str,
+    form: Submitted[SignOffCodeForm],
+) -> Response:
+    """The code emailed to the signer: the right one records the sign-off waiting for it."""
+    outcome = await reviews.confirm_sign_off(
+        session,
+        token=token,
+        code=form.checked_code(),
+        submission_id=form.submission_id,
+        client=client,
+        settings=settings,
+    )
+    if outcome.round_settled:
+        background.add_task(scheduler.wake, outcome.receipt.round_id)
+    return _done(token, "done=signed#receipt")
+
+
+@router.post("/{token}/sign-off/code/new")
+@shows_refused(_show_refused)
+async def new_sign_off_code(
+    session: WriteSession,
+    settings: SettingsDep,
+    scheduler: SchedulerDep,
+    background: BackgroundTasks,
+    client: Client,
+    token: str,
+    _form: Submitted[SignOffNewCodeForm],
+) -> Response:
+    """Another code for the sign-off waiting on this link; the earlier one stops working."""
+    sent = await reviews.new_sign_off_code(session, token=token, client=client, settings=settings)
+    background.add_task(scheduler.wake, sent.round_id)
+    return _done(token, "done=code-sent#sign-off")
 
 
 @router.post("/{token}/opened")
