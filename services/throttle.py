@@ -141,7 +141,7 @@ async def record(
                 THROTTLE_COUNTS.c.key.in_([key for key, _ends in keys])
             )
         )
-        found = {row.key: row.count for row in rows}
+        found: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
         counted += [
             Counted(limit, found.get(key, 0), ends)
             for (limit, _subject), (key, ends) in zip(peeks, keys, strict=True)
