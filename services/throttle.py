@@ -120,31 +120,29 @@ def _key(limit: Limit, subject: str, now: datetime, secret_key: str) -> tuple[st
     return f"{limit.scope}:{subject_digest(secret_key, subject)}:{int(begins.timestamp())}", window_ends
 
 
+async def peek(
+    session: AsyncSession, *, limits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
+) -> list[Counted]:
+    """Where each (limit, subject) stands, without counting anything: a read, no write lock."""
+    keys = [_key(limit, subject, now, secret_key) for limit, subject in limits]
+    connection = await session.connection()
+    rows = await connection.execute(
+        select(THROTTLE_COUNTS.c.key, THROTTLE_COUNTS.c.count).where(
+            THROTTLE_COUNTS.c.key.in_([key for key, _ends in keys])
+        )
+    )
+    found: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
+    return [
+        Counted(limit, found.get(key, 0), ends)
+        for (limit, _subject), (key, ends) in zip(limits, keys, strict=True)
+    ]
+
+
 @transactional
 async def record(
-    session: AsyncSession,
-    *,
-    hits: Sequence[tuple[Limit, str]],
-    peeks: Sequence[tuple[Limit, str]] = (),
-    now: datetime,
-    secret_key: str,
+    session: AsyncSession, *, hits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
 ) -> list[Counted]:
-    """Count one request against each of `hits`, and read where each of `peeks` stands without counting
-    it, in one short transaction of its own (a request counted before its own work begins). Returns the
-    hits' counters, then the peeks', in the order given."""
+    """Count one request against each of `hits` in a short transaction of its own."""
     counted = await count(session, hits=hits, now=now, secret_key=secret_key)
-    if peeks:
-        keys = [_key(limit, subject, now, secret_key) for limit, subject in peeks]
-        connection = await session.connection()
-        rows = await connection.execute(
-            select(THROTTLE_COUNTS.c.key, THROTTLE_COUNTS.c.count).where(
-                THROTTLE_COUNTS.c.key.in_([key for key, _ends in keys])
-            )
-        )
-        found: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
-        counted += [
-            Counted(limit, found.get(key, 0), ends)
-            for (limit, _subject), (key, ends) in zip(peeks, keys, strict=True)
-        ]
     await session.commit()
     return counted

@@ -23,7 +23,7 @@ from models.types import utcnow
 from services import throttle
 from services.errors import TooManyRequests
 from services.settings import Settings
-from services.throttle import Counted, Limit
+from services.throttle import Limit
 from services.web import proxies
 from services.web.deps import web_state
 
@@ -90,40 +90,39 @@ def _subject(request: Request) -> str:
     return throttle.client_subject(proxies.client_ip(request, web_state(request).settings))
 
 
-Hits = list[tuple[Limit, str]]
-
-
-async def _record(request: Request, hits: Hits, peeks: Hits) -> list[Counted]:
-    state = web_state(request)
-    async with state.db.write_session() as session:
-        return await throttle.record(
-            session, hits=hits, peeks=peeks, now=utcnow(), secret_key=state.settings.secret_key
-        )
-
-
 async def admit_link_request(request: Request) -> None:
-    """Count a request to a review link; TooManyRequests if its client is over either link limit."""
+    """TooManyRequests if the client is over either link limit. Only reads the counters: the request is
+    counted after its answer has gone (`count_link_request`), the same way whether its token opened a
+    link or not, so that neither the answer's time nor its work tells one from the other."""
     now = utcnow()
     subject = _subject(request)
     refusals = _refusals(request)
     ends = refusals.until("links", subject, now)
     if ends is not None:
         raise _refused(ends, now)
-    requests, unknown = link_limits(web_state(request).settings)
-    for counted in await _record(request, [(requests, subject)], [(unknown, subject)]):
-        # Past the unknown tokens allowed, the next request is refused: the peek counts none of its own.
-        if counted.exceeded or (counted.limit is unknown and counted.count >= unknown.allowed):
+    state = web_state(request)
+    limits = link_limits(state.settings)
+    async with state.db.session() as session:
+        counters = await throttle.peek(
+            session,
+            limits=[(limit, subject) for limit in limits],
+            now=now,
+            secret_key=state.settings.secret_key,
+        )
+    for counted in counters:
+        if counted.count >= counted.limit.allowed:
             refusals.remember("links", subject, counted.window_ends)
             raise _refused(counted.window_ends, now)
 
 
-async def count_unknown_token(request: Request) -> None:
-    """A token of this client opened nothing: one more towards its limit of such tokens."""
+async def count_link_request(request: Request, *, unknown_token: bool) -> None:
+    """One more request of the client to a link, and one more token that opened nothing if so."""
+    state = web_state(request)
     subject = _subject(request)
-    _requests, unknown = link_limits(web_state(request).settings)
-    (counted,) = await _record(request, [(unknown, subject)], [])
-    if counted.count >= unknown.allowed:
-        _refusals(request).remember("links", subject, counted.window_ends)
+    requests, unknown = link_limits(state.settings)
+    hits = [(requests, subject), (unknown, subject)] if unknown_token else [(requests, subject)]
+    async with state.db.write_session() as session:
+        await throttle.record(session, hits=hits, now=utcnow(), secret_key=state.settings.secret_key)
 
 
 async def admit_sign_in(request: Request) -> None:
@@ -134,7 +133,14 @@ async def admit_sign_in(request: Request) -> None:
     ends = refusals.until("sign_in", subject, now)
     if ends is not None:
         raise _refused(ends, now)
-    (counted,) = await _record(request, [(sign_in_limit(web_state(request).settings), subject)], [])
+    state = web_state(request)
+    async with state.db.write_session() as session:
+        (counted,) = await throttle.record(
+            session,
+            hits=[(sign_in_limit(state.settings), subject)],
+            now=now,
+            secret_key=state.settings.secret_key,
+        )
     if counted.exceeded:
         refusals.remember("sign_in", subject, counted.window_ends)
         raise _refused(counted.window_ends, now)

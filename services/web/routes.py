@@ -22,8 +22,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.background import BackgroundTask, BackgroundTasks
 
-from services.errors import DomainError, Forbidden
+from services.errors import DomainError, Forbidden, TooManyRequests
 from services.web import access, csrf, rate_limits
 from services.web.access import ANYONE, LINK_HOLDER, Caller
 from services.web.deps import (
@@ -36,7 +37,7 @@ from services.web.deps import (
     sign_in_target,
     web_state,
 )
-from services.web.errors import describe_validation
+from services.web.errors import describe_validation, domain_error_response
 
 LOGIN_PATH = "/console/login"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -271,8 +272,8 @@ class ReviewRoute(AccessRoute):
     link withdrawn meanwhile cannot slip through, which a check here, beforehand, could not promise. A
     token that opens no link, or a link past its life, gets the error page, never the form again.
 
-    Every request is counted against its client's link limits first (rate_limits), and a token that
-    opens nothing once more against the client's limit of those."""
+    A client over its link limits is refused first (rate_limits); every other request is counted once
+    its answer has gone, a token that opened nothing also against the client's limit of those."""
 
     async def admit(self, request: Request, callers: frozenset[Caller]) -> Response | None:
         await rate_limits.admit_link_request(request)
@@ -283,11 +284,22 @@ class ReviewRoute(AccessRoute):
 
         async def counted(request: Request) -> Response:
             try:
-                return await handler(request)
+                response = await handler(request)
+                unknown = False
+            except TooManyRequests:
+                raise  # refused before anything was done: not counted again
             except DomainError as exc:
-                if exc.error == INVALID_LINK:
-                    await rate_limits.count_unknown_token(request)
-                raise
+                response = await domain_error_response(request, exc)
+                unknown = exc.error == INVALID_LINK
+            count = BackgroundTask(rate_limits.count_link_request, request, unknown_token=unknown)
+            if response.background is None:
+                response.background = count
+            else:
+                tasks = BackgroundTasks()
+                tasks.add_task(response.background)
+                tasks.add_task(count)
+                response.background = tasks
+            return response
 
         return counted
 

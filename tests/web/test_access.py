@@ -10,9 +10,9 @@ Every caller carries what it would in real life: staff a bearer token and a sign
 others an unknown one). Path parameters are real ids for reads and harmless ones for writes, and no form
 carries a CSRF token and no body is valid, so the walk changes nothing.
 
-Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`, or, for a
-review link past its life, `link_gone`), a redirect to the console's sign-in page, or, on a route that takes a review
-token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after it, and the 403
+Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`), the 410 of a
+review link past its life (`link_gone`), a redirect to the console's sign-in page, or, on a route that
+takes a review token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after it, and the 403
 of a form refused for its missing CSRF token, which only a caller who got that far receives.
 """
 
@@ -50,7 +50,11 @@ PASSWORD = "a walk through every route"
 UNKNOWN_TOKEN = "not-a-review-token-" + "A" * 24
 STAFF = {Caller.coordinator: Role.coordinator, Caller.auditor: Role.auditor, Caller.admin: Role.admin}
 ACCESS_REFUSALS = {"unauthorized", "forbidden", "link_gone"}
-UNLIMITED = {"rate_limit_link_requests": 10**6, "rate_limit_unknown_tokens": 10**6, "rate_limit_sign_ins": 10**6}
+UNLIMITED = {
+    "rate_limit_link_requests": 10**6,
+    "rate_limit_unknown_tokens": 10**6,
+    "rate_limit_sign_ins": 10**6,
+}
 
 
 def served_operations(app: FastAPI) -> set[tuple[str, str]]:
