@@ -12,8 +12,9 @@ carries a CSRF token and no body is valid, so the walk changes nothing.
 
 Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`), the 410 of a
 review link past its life (`link_gone`), a redirect to the console's sign-in page, or, on a route that
-takes a review token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after it, and the 403
-of a form refused for its missing CSRF token, which only a caller who got that far receives.
+takes a review token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after
+it, and the 403 of a form refused for its missing CSRF token, which only a caller who got that far
+receives.
 """
 
 from __future__ import annotations
