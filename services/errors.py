@@ -35,6 +35,13 @@ class NotFound(DomainError):
     error = "not_found"
 
 
+class Gone(DomainError):
+    """Existed, and is no more: a review link past its life."""
+
+    status_code = 410
+    error = "gone"
+
+
 class Conflict(DomainError):
     """An expected clash with the current state: already launched, already signed, deadline passed."""
 

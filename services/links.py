@@ -1,7 +1,11 @@
 """Personal review links: one per contact of a task, opened by random tokens of which only hashes are kept.
 
 A link is created when its round is launched; a token for it is made when an email carrying it is
-delivered (so each exists only in that email), and every token of a link opens it until it is revoked.
+delivered (so each exists only in that email), and every token of a link opens it for the link's life:
+until its task is settled (signed off, no response, deemed content) and the later of the task's deadline
+and its settlement is a grace period past, or at once when the link is revoked (its contact replaced, a
+new token issued by hand) or its task cancelled (withdrawn from the round, the round cancelled). A link
+past its life answers 410 Gone, the same for every reason; a token that opens nothing answers 404.
 
 Resolving a token gives the link's task, round and organisation, and what the link may do now (its state).
 """
@@ -32,7 +36,7 @@ from models.rounds import ReviewTask, Round
 from models.types import utcnow
 from services.audit import trail
 from services.db import transactional
-from services.errors import Conflict, Forbidden, NotFound
+from services.errors import Conflict, Gone, NotFound
 from services.hashing import new_secret, sha256_hex
 
 token_sha256 = sha256_hex
@@ -89,6 +93,10 @@ async def reissue_token(session: AsyncSession, *, link_id: str, actor: Actor) ->
     return token
 
 
+LINK_GONE = (
+    "This review link no longer works: its consultation task is finished, or the link was replaced or "
+    "withdrawn."
+)
 INVALID_LINK = (
     "This review link is not valid. Check that the whole link from your invitation email was copied, "
     "or ask the coordinator for a new one."
@@ -176,7 +184,7 @@ async def resolve(
         if row is None:
             raise NotFound(INVALID_LINK, error="invalid_link")
         link, round_, task, organisation, *extra = row
-        _ensure_not_revoked(link)
+        _ensure_alive(link, task, round_)
         return Resolved(
             LinkContext(link=link, task=task, round=round_, organisation=organisation),
             sign_off=extra.pop(0) if with_sign_off else None,
@@ -194,7 +202,6 @@ async def resolve(
     if found is None:
         raise NotFound(INVALID_LINK, error="invalid_link")
     link, round_ = found
-    _ensure_not_revoked(link)
     task_query = (
         select(ReviewTask, Organisation)
         .join(Organisation, col(Organisation.id) == ReviewTask.organisation_id)
@@ -203,6 +210,7 @@ async def resolve(
         .execution_options(populate_existing=True)
     )
     task, organisation = (await session.exec(task_query)).one()
+    _ensure_alive(link, task, round_)
     sign_off = comment = None
     if with_sign_off:
         sign_off = (
@@ -245,12 +253,27 @@ def _link_query(*, with_sign_off: bool, with_comment: bool) -> Any:
     return query
 
 
-def _ensure_not_revoked(link: AccessLink) -> None:
-    if link.revoked_at is not None:
-        raise Forbidden(
-            "This review link has been withdrawn by the coordinator. Ask them for a new one.",
-            error="link_revoked",
-        )
+SETTLED_TASK_STATUSES = frozenset({TaskStatus.signed_off, TaskStatus.no_response, TaskStatus.deemed_content})
+CANCELLED_TASK_STATUSES = frozenset({TaskStatus.withdrawn, TaskStatus.cancelled})
+
+
+def is_gone(link: AccessLink, task: ReviewTask, round_: Round, now: datetime) -> bool:
+    """Whether the link's life is over. A settled task's links keep working through its deadline (the
+    receipt stays to be read, a sign-off the coordinator reopens to be redone) and a grace period after
+    its settlement; a revoked or cancelled link stops at once."""
+    if link.revoked_at is not None or round_.status == RoundStatus.cancelled:
+        return True
+    if task.status in CANCELLED_TASK_STATUSES:
+        return True
+    if task.status not in SETTLED_TASK_STATUSES:
+        return False
+    settled = max(task.completed_at or task.deadline, task.deadline)
+    return now >= settled + timedelta(hours=round_.grace_period_hours)
+
+
+def _ensure_alive(link: AccessLink, task: ReviewTask, round_: Round) -> None:
+    if is_gone(link, task, round_, utcnow()):
+        raise Gone(LINK_GONE, error="link_gone")
 
 
 def ensure_writable(context: LinkContext) -> None:

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import lru_cache
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-dev-secret-key-not-for-production"  # noqa: S105 - the refused default
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
+"""A secret of fewer distinct characters (32 times "a", "abab…") is a placeholder, not a random value."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Hosts a production public URL may name over plain http: only this machine can reach them (the
+benchmarks run production settings on loopback)."""
+MIB = 1024 * 1024
+
+
+class NotProductionReady(RuntimeError):
+    """Production settings that must not serve: the message is the one line the command prints."""
 
 
 class Environment(StrEnum):
@@ -112,6 +125,42 @@ class Settings(BaseSettings):
         le=24 * 30,
         description="An email still refused this long after it was decided fails.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks (CIDR) of the reverse proxies in front of the "
+        "app: only a request from one of them has its X-Forwarded-For believed. Empty: none.",
+    )
+    max_request_bytes: int = Field(
+        default=1 * MIB,
+        ge=1024,
+        le=100 * MIB,
+        description="Largest body of a form or JSON request; a larger one is refused (413) while it is read.",
+    )
+    max_upload_request_bytes: int = Field(
+        default=15 * MIB,
+        ge=1024,
+        le=1024 * MIB,
+        description="Largest body of an upload (a draft, a registry file, a registry preview confirmed).",
+    )
+    rate_limit_link_requests: int = Field(
+        default=60,
+        ge=1,
+        le=1_000_000,
+        description="Requests to review links (/t/...) one client may make per minute; then 429.",
+    )
+    rate_limit_unknown_tokens: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="Review tokens that open nothing one client may try per 15 minutes; then every link "
+        "request of that client gets 429 until the window ends.",
+    )
+    rate_limit_sign_ins: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="Console sign-in attempts one client may make per 15 minutes, whatever the email.",
+    )
     reconcile_every_seconds: int = Field(
         default=60,
         ge=5,
@@ -136,6 +185,20 @@ class Settings(BaseSettings):
         self.public_base_url = self.public_base_url.rstrip("/")
         return self
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _known_networks(cls, value: str) -> str:
+        for item in _listed(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from exc
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.trusted_proxies)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -150,12 +213,46 @@ class Settings(BaseSettings):
         return self.environment == Environment.production
 
     def check_production_ready(self) -> None:
-        """Production refuses to start with the well-known default secret."""
-        if self.is_production and (self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32):
-            raise RuntimeError(
-                "ROUNDTABLE_SECRET_KEY is the default or shorter than 32 characters; "
-                "set a long random value (python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+        """Production refuses to start on settings that would expose it: a secret anyone can guess, or a
+        public address over plain http (cookies not Secure, review tokens sent in clear). Raises
+        NotProductionReady with one line that says what to set."""
+        if not self.is_production:
+            return
+        secret = self.secret_key
+        if secret == DEFAULT_SECRET_KEY:
+            problem = "is the well-known default"
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problem = f"is shorter than {MIN_SECRET_LENGTH} characters"
+        elif len(set(secret)) < MIN_SECRET_DISTINCT:
+            problem = f"has fewer than {MIN_SECRET_DISTINCT} different characters"
+        else:
+            problem = ""
+        if problem:
+            raise NotProductionReady(
+                f"ROUNDTABLE_SECRET_KEY {problem}; set a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')."
             )
+        address = urlsplit(self.public_base_url)
+        scheme, host = address.scheme.lower(), (address.hostname or "").lower()
+        if scheme == "https" and host:
+            return
+        if scheme == "http" and host in LOOPBACK_HOSTS:
+            return
+        raise NotProductionReady(
+            f"ROUNDTABLE_PUBLIC_BASE_URL {self.public_base_url!r} is not an https:// address; production "
+            "serves review links and sign-ins over https only (plain http only for 127.0.0.1, localhost "
+            "or ::1)."
+        )
+
+
+def _listed(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@lru_cache(maxsize=16)
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parsed once per setting's value: every request asks."""
+    return tuple(ipaddress.ip_network(item, strict=False) for item in _listed(value))
 
 
 @lru_cache

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.throttle import ThrottleCount
+from services.db import transactional
 
 THROTTLE_COUNTS: Table = ThrottleCount.__table__  # type: ignore[attr-defined]
 PRUNE_AT_ONCE = 200
@@ -99,8 +100,7 @@ async def count(
     await session.exec(delete(THROTTLE_COUNTS).where(THROTTLE_COUNTS.c.key.in_(ended)))
     rows: list[dict[str, Any]] = []
     for limit, subject in hits:
-        begins, window_ends = _window(limit, now)
-        key = f"{limit.scope}:{subject_digest(secret_key, subject)}:{int(begins.timestamp())}"
+        key, window_ends = _key(limit, subject, now, secret_key)
         rows.append({"key": key, "count": 1, "expires_at": window_ends})
     statement = (
         dialect.insert(THROTTLE_COUNTS)
@@ -113,3 +113,36 @@ async def count(
         Counted(limit, counts[row["key"]], row["expires_at"])
         for row, (limit, _subject) in zip(rows, hits, strict=True)
     ]
+
+
+def _key(limit: Limit, subject: str, now: datetime, secret_key: str) -> tuple[str, datetime]:
+    begins, window_ends = _window(limit, now)
+    return f"{limit.scope}:{subject_digest(secret_key, subject)}:{int(begins.timestamp())}", window_ends
+
+
+async def peek(
+    session: AsyncSession, *, limits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
+) -> list[Counted]:
+    """Where each (limit, subject) stands, without counting anything: a read, no write lock."""
+    keys = [_key(limit, subject, now, secret_key) for limit, subject in limits]
+    connection = await session.connection()
+    rows = await connection.execute(
+        select(THROTTLE_COUNTS.c.key, THROTTLE_COUNTS.c.count).where(
+            THROTTLE_COUNTS.c.key.in_([key for key, _ends in keys])
+        )
+    )
+    found: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
+    return [
+        Counted(limit, found.get(key, 0), ends)
+        for (limit, _subject), (key, ends) in zip(limits, keys, strict=True)
+    ]
+
+
+@transactional
+async def record(
+    session: AsyncSession, *, hits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
+) -> list[Counted]:
+    """Count one request against each of `hits` in a short transaction of its own."""
+    counted = await count(session, hits=hits, now=now, secret_key=secret_key)
+    await session.commit()
+    return counted

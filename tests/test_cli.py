@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from services.settings import Settings
 from services.web.app import create_app
@@ -79,3 +81,59 @@ def test_users_create_explains_a_bad_email_without_a_traceback(settings: Setting
     assert refused.returncode == 2
     assert "email: not a valid email address" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_web_and_worker_refuse_unsafe_production_settings_with_one_line(settings: Settings) -> None:
+    for env, said in [
+        ({"ROUNDTABLE_SECRET_KEY": "a" * 40}, "ROUNDTABLE_SECRET_KEY has fewer than 10 different characters"),
+        (
+            {
+                "ROUNDTABLE_SECRET_KEY": "Qm3v9-Zr7kT_x2LpW8sN4bY6cF1hJ5dG0aE",
+                "ROUNDTABLE_PUBLIC_BASE_URL": "http://rt.gov.example",
+            },
+            "ROUNDTABLE_PUBLIC_BASE_URL 'http://rt.gov.example' is not an https:// address",
+        ),
+    ]:
+        for command in ("web", "worker"):
+            refused = subprocess.run(
+                [sys.executable, "-m", "services.cli", command],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={"ROUNDTABLE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin", **env},
+                check=False,
+            )
+            assert refused.returncode == 2, refused.stderr
+            assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]  # one line
+            assert said in refused.stderr
+            assert "Traceback" not in refused.stderr
+
+
+async def test_the_access_log_never_holds_a_review_token(
+    capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    """The web command's uvicorn options, on a real server: the access log writes /t/<token>."""
+    import uvicorn
+
+    from services.cli import uvicorn_options
+    from tests.harness import free_port
+
+    options = uvicorn_options()
+    assert options["proxy_headers"] is False  # X-Forwarded-For is the app's to read (services.web.proxies)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, lifespan="off", **options)
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    secret = "S3cretTok3n-abcdefghijklmnopqrstuvwxyz012345"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        await http.get(f"/t/{secret}?lang=en")
+        await http.get(f"/t/{secret}/comments")
+    server.should_exit = True
+    await serving
+    logged = capsys.readouterr()
+    lines = (logged.out + logged.err).splitlines()
+    assert any('"GET /t/<token>?lang=en HTTP/1.1" 404' in line for line in lines), lines
+    assert secret not in logged.out + logged.err

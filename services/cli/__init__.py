@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from models.audit import Actor
 from models.enums import ActorKind, Role
 from models.users import UserCreate
-from services.settings import Settings, get_settings
+from services.settings import NotProductionReady, Settings, get_settings
 
 app = typer.Typer(help="Roundtable: consultation rounds with a verifiable record.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -58,17 +58,50 @@ def web(
     """Serve the web app and the JSON API."""
     import uvicorn
 
-    settings = get_settings()
-    settings.check_production_ready()
+    _ready()
     uvicorn.run(
         "services.web.app:create_app",
         factory=True,
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
-        log_level="info",
+        **uvicorn_options(),
     )
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How the web app is served, besides where. uvicorn's own reading of X-Forwarded-For trusts any
+    loopback peer: off, the app reads it from the proxies ROUNDTABLE_TRUSTED_PROXIES lists
+    (services.web.proxies). The access log writes every request's path: review tokens are taken out of it
+    (services.web.errors.RedactReviewTokens) before any handler sees the line."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config.setdefault("filters", {})["redact_review_tokens"] = {
+        "()": "services.web.errors.RedactReviewTokens"
+    }
+    for handler in log_config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_review_tokens")
+    return {"proxy_headers": False, "log_config": log_config, "log_level": "info"}
+
+
+def _ready() -> Settings:
+    """The settings, fit to serve; else one line saying what to set, and exit status 2 (no traceback)."""
+    try:
+        settings = get_settings()
+        settings.check_production_ready()
+    except NotProductionReady as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"ROUNDTABLE_{'.'.join(map(str, error['loc'])).upper()}: {error['msg']}" for error in exc.errors()
+        )
+        typer.echo(f"error: {wrong}", err=True)
+        raise typer.Exit(2) from None
+    return settings
 
 
 @app.command()
@@ -76,9 +109,8 @@ def worker() -> None:
     """Run the round schedulers and their activities (Temporal worker)."""
     from workflows.worker import run_worker
 
+    settings = _ready()
     _logging()
-    settings = get_settings()
-    settings.check_production_ready()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(settings))
 

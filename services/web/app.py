@@ -30,6 +30,8 @@ from services.web.api import (
     rounds,
     tasks,
 )
+from services.web.body_limits import BodyLimits
+from services.web.head_requests import HeadAsGet
 from services.web.pages import (
     console,
     console_account,
@@ -42,6 +44,7 @@ from services.web.pages import (
     review,
 )
 from services.web.routes import PublicRoute
+from services.web.security_headers import SecurityHeaders
 from services.web.state import AppState
 from workflows.client import Scheduler
 
@@ -115,6 +118,11 @@ def create_app(
     app.state.roundtable = state
     errors.install(app)
     openapi.install(app)
+    # The last added runs first: every answer gets the security headers, a HEAD's included, and a body
+    # is bounded before any route reads it.
+    app.add_middleware(BodyLimits, settings=settings)
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(SecurityHeaders, settings=settings)
 
     # Each router carries its whole prefix: its routes look up their lines in the access table by the
     # paths they are served at.

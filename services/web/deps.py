@@ -26,6 +26,7 @@ from services.errors import Unauthorized
 from services.links import ClientInfo
 from services.settings import Settings
 from services.users import Principal
+from services.web import proxies
 from services.web.console_page import Page
 from services.web.state import AppState
 from workflows.client import Scheduler
@@ -271,7 +272,7 @@ SignInPage = Annotated[Page, Depends(_sign_in_page)]
 
 async def _client_info(request: Request) -> ClientInfo:
     return ClientInfo(
-        ip=request.client.host if request.client else None,
+        ip=proxies.client_ip(request, web_state(request).settings),
         user_agent=request.headers.get("user-agent"),
     )
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.errors import DomainError, ServiceUnavailable, TooManyRequests
+from services.web import csrf
 from services.web.i18n import N_
 
 log = logging.getLogger(__name__)
@@ -147,11 +148,14 @@ def _body(error: str, detail: str, problems: list[str] | None = None) -> dict[st
     return body
 
 
-LINK_REFUSALS = frozenset({"invalid_link", "link_revoked"})
+LINK_REFUSALS = frozenset({"invalid_link", "link_gone"})
 """Errors of a review link that does not open: their page points to the lost-link page."""
+LINK_GONE = "link_gone"
+"""A link that worked and works no more (its task settled and the grace period over, revoked, replaced,
+cancelled): its page holds the lost-link form itself, so that getting the current links is one step."""
 PAGE_TITLES = (
     N_("Invalid link"),
-    N_("Link revoked"),
+    N_("Link gone"),
     N_("Not found"),
     N_("Forbidden"),
     N_("Unauthorized"),
@@ -179,19 +183,22 @@ def _page(
     problems: list[str] | None = None,
     *,
     lost_link: bool = False,
+    lost_link_form: bool = False,
 ) -> Response:
-    templates: Jinja2Templates = request.app.state.roundtable.templates
+    state = request.app.state.roundtable
+    templates: Jinja2Templates = state.templates
+    context = {
+        "title": title,
+        "detail": detail,
+        "problems": problems or [],
+        "status": status,
+        "lost_link": lost_link and not lost_link_form,
+        "lost_link_form": lost_link_form,
+    }
+    if lost_link_form:  # a form: its CSRF token and cookie
+        return csrf.render(request, templates, state.settings, "error.html", context, status_code=status)
     return templates.TemplateResponse(
-        request,
-        "error.html",
-        {
-            "title": title,
-            "detail": detail,
-            "problems": problems or [],
-            "status": status,
-            "lost_link": lost_link,
-        },
-        status_code=status,
+        request, "error.html", {**context, "csrf_token": ""}, status_code=status
     )
 
 
@@ -271,6 +278,35 @@ def _in_words(
     return f"{label}: {error.get('msg', 'invalid')}"
 
 
+async def domain_error_response(request: Request, exc: DomainError) -> Response:
+    """The answer to a refusal: a page for people, JSON for programs (also for the middlewares that
+    refuse a request before it reaches a route)."""
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    if exc.status_code == 503:
+        headers = {"Retry-After": str(getattr(exc, "retry_after", ServiceUnavailable.retry_after))}
+    elif isinstance(exc, TooManyRequests) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+    if wants_html(request):
+        page = _page(
+            request,
+            exc.status_code,
+            exc.error.replace("_", " ").capitalize(),
+            exc.detail,
+            exc.problems,
+            lost_link=exc.error in LINK_REFUSALS,
+            lost_link_form=exc.error == LINK_GONE,
+        )
+        if exc.status_code in (429, 503) and headers:
+            page.headers.update(headers)
+        return page
+    return JSONResponse(
+        _body(exc.error, exc.detail, exc.problems), status_code=exc.status_code, headers=headers
+    )
+
+
+HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
 def install(app: FastAPI) -> None:
     access_log = logging.getLogger("uvicorn.access")
     if not any(isinstance(existing, RedactReviewTokens) for existing in access_log.filters):
@@ -278,26 +314,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        if exc.status_code == 503:
-            headers = {"Retry-After": str(getattr(exc, "retry_after", ServiceUnavailable.retry_after))}
-        elif isinstance(exc, TooManyRequests) and exc.retry_after is not None:
-            headers = {"Retry-After": str(exc.retry_after)}
-        if wants_html(request):
-            page = _page(
-                request,
-                exc.status_code,
-                exc.error.replace("_", " ").capitalize(),
-                exc.detail,
-                exc.problems,
-                lost_link=exc.error in LINK_REFUSALS,
-            )
-            if exc.status_code in (429, 503) and headers:
-                page.headers.update(headers)
-            return page
-        return JSONResponse(
-            _body(exc.error, exc.detail, exc.problems), status_code=exc.status_code, headers=headers
-        )
+        return await domain_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -309,7 +326,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        error = HTTP_ERRORS.get(exc.status_code, "http_error")
         detail = str(exc.detail)
         if wants_html(request):
             return _page(request, exc.status_code, detail, detail)

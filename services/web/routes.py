@@ -22,9 +22,10 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.background import BackgroundTask, BackgroundTasks
 
-from services.errors import DomainError, Forbidden
-from services.web import access, csrf
+from services.errors import DomainError, Forbidden, TooManyRequests
+from services.web import access, csrf, rate_limits
 from services.web.access import ANYONE, LINK_HOLDER, Caller
 from services.web.deps import (
     BEARER,
@@ -36,7 +37,7 @@ from services.web.deps import (
     sign_in_target,
     web_state,
 )
-from services.web.errors import describe_validation
+from services.web.errors import describe_validation, domain_error_response
 
 LOGIN_PATH = "/console/login"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -230,6 +231,8 @@ class ConsoleRoute(AccessRoute):
             raise TypeError(f"{method} {path}: the console reads its session, not review links")
 
     async def admit(self, request: Request, callers: frozenset[Caller]) -> Response | None:
+        if request.method == "POST" and self.path == LOGIN_PATH:
+            await rate_limits.admit_sign_in(request)
         if callers == ANYONE:
             return None
         principal = await console_principal(request)
@@ -254,17 +257,51 @@ class ConsoleRoute(AccessRoute):
         return signed_in
 
 
+INVALID_LINK = "invalid_link"
+
+
 def _refuses_the_link(error: DomainError | ValidationError) -> bool:
     if not isinstance(error, DomainError) or isinstance(error, csrf.CsrfFailed):
         return False
-    return error.status_code in (401, 403) or (error.status_code == 404 and error.error == "invalid_link")
+    return error.status_code in (401, 403, 410) or (error.status_code == 404 and error.error == INVALID_LINK)
 
 
 class ReviewRoute(AccessRoute):
     """A focal point's page or form under /t/{token}. The token is the credential, and every use case
     behind these routes starts by resolving it: a form's in the transaction that records it, so that a
     link withdrawn meanwhile cannot slip through, which a check here, beforehand, could not promise. A
-    token that opens no link, or a withdrawn one, gets the error page, never the form again."""
+    token that opens no link, or a link past its life, gets the error page, never the form again.
+
+    A client over its link limits is refused first (rate_limits); every other request is counted once
+    its answer has gone, a token that opened nothing also against the client's limit of those."""
+
+    async def admit(self, request: Request, callers: frozenset[Caller]) -> Response | None:
+        await rate_limits.admit_link_request(request)
+        return None
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def counted(request: Request) -> Response:
+            try:
+                response = await handler(request)
+                unknown = False
+            except TooManyRequests:
+                raise  # refused before anything was done: not counted again
+            except DomainError as exc:
+                response = await domain_error_response(request, exc)
+                unknown = exc.error == INVALID_LINK
+            count = BackgroundTask(rate_limits.count_link_request, request, unknown_token=unknown)
+            if response.background is None:
+                response.background = count
+            else:
+                tasks = BackgroundTasks()
+                tasks.add_task(response.background)
+                tasks.add_task(count)
+                response.background = tasks
+            return response
+
+        return counted
 
     def check_line(self, method: str, path: str, callers: frozenset[Caller]) -> None:
         if callers == LINK_HOLDER and "{token}" not in path:

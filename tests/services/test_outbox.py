@@ -25,7 +25,7 @@ from notifications.smtp import SmtpSender
 from services import delivery, outbox, review_page, rounds, scheduling
 from services.audit import browse
 from services.db import Database
-from services.errors import Forbidden
+from services.errors import Gone
 from services.outbox import Mail
 from services.settings import Settings
 from tests.harness import TEST_ACTOR, seed_round
@@ -323,7 +323,7 @@ async def test_tokens_of_a_revoked_link_open_nothing(
         )
         await session.commit()
     async with db.session() as session:
-        with pytest.raises(Forbidden):
+        with pytest.raises(Gone):
             await review_page.review_page(session, token=url.rsplit("/t/", 1)[1])
 
 

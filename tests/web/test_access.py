@@ -12,10 +12,11 @@ comment id in the walk is B's: whatever A's link is let through to, B's task is 
 parameters are real ids for reads and harmless ones for writes, and no form carries a CSRF token and no
 body is valid, so the walk changes nothing.
 
-Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`, or, for a
-review link, `link_revoked`), a redirect to the console's sign-in page, or, on a route that takes a review
-token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after it, and the 403
-of a form refused for its missing CSRF token, which only a caller who got that far receives.
+Refused means: 401 or 403 for want of access (the error says `unauthorized` or `forbidden`), the 410 of a
+review link past its life (`link_gone`), a redirect to the console's sign-in page, or, on a route that
+takes a review token, the 'invalid link' 404. Anything else passed the access check: a 404 or 422 after
+it, and the 403 of a form refused for its missing CSRF token, which only a caller who got that far
+receives.
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ from tests.web.test_review_page import RecordingScheduler, build_round, csrf_of,
 PASSWORD = "a walk through every route"
 UNKNOWN_TOKEN = "not-a-review-token-" + "A" * 24
 STAFF = {Caller.coordinator: Role.coordinator, Caller.auditor: Role.auditor, Caller.admin: Role.admin}
-ACCESS_REFUSALS = {"unauthorized", "forbidden", "link_revoked"}
+ACCESS_REFUSALS = {"unauthorized", "forbidden", "link_gone"}
+UNLIMITED = {
+    "rate_limit_link_requests": 10**6,
+    "rate_limit_unknown_tokens": 10**6,
+    "rate_limit_sign_ins": 10**6,
+}
 
 
 def served_operations(app: FastAPI) -> set[tuple[str, str]]:
@@ -102,6 +108,8 @@ class Walk:
 
 @pytest.fixture
 async def walk(db: Database, settings: Settings) -> AsyncIterator[Walk]:
+    # The walk tries hundreds of unknown tokens: the rate limits (tests/web/test_link_lifecycle.py) stay off.
+    settings = settings.model_copy(update=UNLIMITED)
     built = await build_round(db, settings, keys=[ORGANISATION_A, ORGANISATION_B])
     credentials: dict[str, dict[str, str]] = {walker.name: {} for walker in WALKERS}
     for caller, role in STAFF.items():
@@ -362,7 +370,12 @@ def test_a_page_route_reads_its_form_as_one_model(monkeypatch: pytest.MonkeyPatc
 
 
 def test_in_production_the_app_serves_the_table_but_the_dev_mailbox(tmp_path: Path) -> None:
-    settings = offline_settings(tmp_path, environment=Environment.production, secret_key="p" * 48)
+    settings = offline_settings(
+        tmp_path,
+        environment=Environment.production,
+        secret_key="production-secret-0123456789-abcdefghij",
+        public_base_url="https://consultations.gov.example",
+    )
     app = create_app(settings)
     assert served_operations(app) == set(ACCESS) - DEVELOPMENT_ONLY
     assert {("GET", "/dev/mail"), ("POST", "/dev/mail/clear"), ("GET", "/dev/mail/{key}")} == DEVELOPMENT_ONLY

@@ -165,7 +165,11 @@ async def test_clearing_the_mailbox_needs_the_form(web: httpx.AsyncClient, setti
 
 async def test_there_is_no_dev_mailbox_in_production(db: Database, settings: Settings) -> None:
     production = settings.model_copy(
-        update={"environment": Environment.production, "secret_key": "production-secret-" + "p" * 30}
+        update={
+            "environment": Environment.production,
+            "secret_key": "production-secret-" + "p" * 30,
+            "public_base_url": "https://consultations.gov.example",
+        }
     )
     assert len(production.secret_key) == 48
     sink_of(production)

@@ -499,8 +499,8 @@ async def test_a_withdrawn_link_points_to_the_lost_link_page_and_is_not_sent_aga
     page = await bare.http.get(
         f"/t/{built.tokens['ministry-of-interior'][0]}", headers={"Accept": "text/html"}
     )
-    assert page.status_code == 403
-    assert 'href="/links/lost"' in page.text
+    assert page.status_code == 410
+    assert 'action="/links/lost#form-error"' in page.text
 
     for address in (focal.email, alternate.email):
         assert (await ask(bare.http, address)).status_code == 200

@@ -285,10 +285,13 @@ def page_text(response: httpx.Response) -> str:
 
 
 async def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, for 'nothing changed' checks."""
+    """Every row of every table, for 'nothing changed' checks; but the rate limits' counters, which count
+    every request to a link (a page fetched included) and are no part of the record."""
     tables: dict[str, list[tuple[Any, ...]]] = {}
     async with db.engine.connect() as connection:
         for table in SQLModel.metadata.sorted_tables:
+            if table.name == "throttle_counts":
+                continue
             rows = (await connection.execute(select_table(table))).all()
             tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
     return tables
@@ -1375,8 +1378,9 @@ async def test_a_revoked_link_is_refused(review: Review) -> None:
         )
         await session.commit()
     response = await review.http.get(review.path)
-    assert response.status_code == 403
-    assert "withdrawn by the coordinator" in page_text(response)
+    assert response.status_code == 410
+    assert "This review link no longer works" in page_text(response)
+    assert 'action="/links/lost#form-error"' in response.text  # the lost-link form, on the page itself
 
 
 async def test_no_raw_token_is_stored_anywhere(review: Review) -> None:
@@ -1471,6 +1475,11 @@ async def test_a_sign_off_racing_the_close_never_both_win(db: Database, settings
                 )
 
         signed, closed = await asyncio.gather(http.post(path + "/sign-off", data=form), close())
+        if not closed:
+            # The close came first and found the task unsettled (the request's rate limit was read
+            # before the sign-off began); the sign-off then went through, and the next close counts it.
+            assert signed.status_code == 303, signed.text
+            closed = await close()
     assert closed is True
     async with db.session() as session:
         task = await session.get(ReviewTask, built.tasks["ministry-of-interior"])

@@ -332,7 +332,7 @@ async def test_cancelling_tells_everyone_invited_and_every_link_stops_working(st
     assert cancelled.json()["status"] == "cancelled"
     assert {task["status"] for task in cancelled.json()["tasks"]} == {"cancelled"}
     for link in links:
-        assert (await stack.http.get(link)).status_code == 403
+        assert (await stack.http.get(link)).status_code == 410
     await eventually(lambda: _count(stack), lambda count: count == 8)
     for address in (INTERIOR, INTERIOR_ALTERNATE, TIRANE_COUNTER):
         (notice,) = [m for m in messages_to(stack.mailbox, address) if "anulua" in m.subject]
@@ -554,7 +554,7 @@ async def test_a_replaced_contact_s_link_stops_at_once_and_the_new_one_is_invite
         headers=stack.coordinator,
     )
     assert replaced.status_code == 200, replaced.text
-    assert (await stack.http.get(old)).status_code == 403
+    assert (await stack.http.get(old)).status_code == 410
     await eventually(lambda: _count(stack), lambda count: count == 5)
     new = link_of(stack, "arta.hoxha@tirane.bashki.example", "konsultim")
     page = await stack.http.get(new)
@@ -607,7 +607,7 @@ async def test_adding_and_withdrawing_organisations_mid_round(stack: Stack) -> N
     )
     assert withdrawn.status_code == 200, withdrawn.text
     assert withdrawn.json()["status"] == "withdrawn"
-    assert (await stack.http.get(tirane)).status_code == 403
+    assert (await stack.http.get(tirane)).status_code == 410
     await eventually(lambda: _count(stack), lambda count: count == 8)
     (told,) = [m for m in messages_to(stack.mailbox, TIRANE_COUNTER) if "Nuk nevojitet" in m.subject]
     assert "no longer concerns municipalities" in told.text

@@ -24,6 +24,7 @@ ERROR_CLASSES = frozenset(
         "Forbidden",
         "NotFound",
         "Conflict",
+        "Gone",
         "TooManyRequests",
         "PayloadTooLarge",
         "ServiceUnavailable",

@@ -4,6 +4,12 @@
   var words = document.querySelector(".review-head") || { dataset: {} };
   var recording = words.dataset.recording || "Recording…";
   var paragraphTitle = words.dataset.paragraphTitle || "Comment on paragraph";
+  // The review token is the focal point's key: once the page is shown, it leaves the address bar (and
+  // so the history, a screen shared, a bookmark). The forms carry it; a reload shows the lost-link page,
+  // where the person gets their links sent again.
+  if (words.dataset && words.dataset.address && window.history && history.replaceState) {
+    history.replaceState(null, "", words.dataset.address + location.hash);
+  }
   // One click, one submission: the server also records a repeated form (same submission_id) once;
   // this just spares the second request.
   document.querySelectorAll("form[data-once]").forEach(function (form) {
