@@ -106,6 +106,10 @@ class UserRead(SQLModel):
     role: Role
 
 
+class SessionsEnded(SQLModel):
+    ended: int = Field(description="Console sessions ended.")
+
+
 class MeRead(SQLModel):
     """Whose API token this is."""
 

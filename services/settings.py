@@ -143,10 +143,11 @@ class Settings(BaseSettings):
         description="Largest body of an upload (a draft, a registry file, a registry preview confirmed).",
     )
     rate_limit_link_requests: int = Field(
-        default=60,
+        default=600,
         ge=1,
         le=1_000_000,
-        description="Requests to review links (/t/...) one client may make per minute; then 429.",
+        description="Requests to review links (/t/...) one client address may make per minute; then 429. "
+        "Generous: the focal points of many ministries may reach us from one government network's address.",
     )
     rate_limit_unknown_tokens: int = Field(
         default=20,

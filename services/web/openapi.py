@@ -23,22 +23,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field
 
+from models.api import ErrorBody
 from services.web.access import ACCESS, ANYONE
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class ErrorBody(BaseModel):
-    """What every error of the API answers."""
-
-    error: str = Field(description="What kind of error, as a code: not_found, conflict, invalid_input…")
-    detail: str = Field(description="What went wrong, in words a person can act on.")
-    problems: list[str] = Field(
-        default_factory=list,
-        description="For invalid input: one line per problem, 'field: what is wrong'. Absent otherwise.",
-    )
 
 
 DESCRIPTIONS = {

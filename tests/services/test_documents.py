@@ -161,7 +161,7 @@ async def test_reading_documents_and_versions(db: Database, fixtures_dir: Path, 
 @pytest.mark.parametrize(
     ("filename", "content", "error", "message"),
     [
-        ("strategy.pdf", b"%PDF", InvalidInput, r"\.md, \.markdown, \.txt, \.docx"),
+        ("strategy.pdf", b"%PDF", InvalidInput, r"is a PDF file, which is not a draft this service can read"),
         ("strategy.md", b"", InvalidInput, "is empty"),
         ("strategy.md", "## 1. Caf\u00e9\n".encode("latin-1"), InvalidInput, "not UTF-8 text"),
         ("strategy.md", b"# Title only\n", InvalidInput, "no sections"),

@@ -4,8 +4,8 @@ import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
+from models.api import Readiness
 from services.errors import ServiceUnavailable
 from services.web.deps import DatabaseDep, SchedulerDep
 from services.web.routes import PublicRoute
@@ -13,13 +13,6 @@ from services.web.routes import PublicRoute
 router = APIRouter(tags=["health"], route_class=PublicRoute)
 CHECK_TIMEOUT_SECONDS = 5.0
 """A part that does not answer within this is reported unreachable (a silent network must not hang us)."""
-
-
-class Readiness(BaseModel):
-    status: str
-    """ready or not ready"""
-    checks: dict[str, str]
-    """Each part (database, temporal): ok, or why it is unreachable."""
 
 
 @router.get("/healthz")

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel
 
 from models.enums import Role
-from models.users import ApiTokenCreate, ApiTokenIssued, CredentialKind, CredentialRead, MeRead
+from models.users import (
+    ApiTokenCreate,
+    ApiTokenIssued,
+    CredentialKind,
+    CredentialRead,
+    MeRead,
+    SessionsEnded,
+)
 from services import accounts
 from services.web.access import API
 from services.web.deps import ApiPrincipal, IdPath, ReadSession, SettingsDep, WriteSession
 from services.web.routes import ApiRoute
 
 router = APIRouter(prefix=API, tags=["accounts"], route_class=ApiRoute)
-
-
-class SessionsEnded(BaseModel):
-    ended: int
-    """Console sessions ended."""
 
 
 @router.get("/me", response_model=MeRead)

@@ -8,7 +8,7 @@
   // so the history, a screen shared, a bookmark). The forms carry it; a reload shows the lost-link page,
   // where the person gets their links sent again.
   if (words.dataset && words.dataset.address && window.history && history.replaceState) {
-    history.replaceState(null, "", words.dataset.address + location.hash);
+    history.replaceState(null, "", words.dataset.address + location.search + location.hash);
   }
   // One click, one submission: the server also records a repeated form (same submission_id) once;
   // this just spares the second request.
