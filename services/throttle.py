@@ -24,7 +24,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.throttle import ThrottleCount
-from services.db import transactional
 
 THROTTLE_COUNTS: Table = ThrottleCount.__table__  # type: ignore[attr-defined]
 PRUNE_AT_ONCE = 200
@@ -74,7 +73,7 @@ def client_subject(ip: str | None) -> str:
     return str(address)
 
 
-def _window(limit: Limit, now: datetime) -> tuple[datetime, datetime]:
+def window_of(limit: Limit, now: datetime) -> tuple[datetime, datetime]:
     length = limit.window.total_seconds()
     start = math.floor(now.timestamp() / length) * length
     begins = datetime.fromtimestamp(start, UTC)
@@ -116,29 +115,10 @@ async def count(
 
 
 def _key(limit: Limit, subject: str, now: datetime, secret_key: str) -> tuple[str, datetime]:
-    begins, window_ends = _window(limit, now)
+    begins, window_ends = window_of(limit, now)
     return f"{limit.scope}:{subject_digest(secret_key, subject)}:{int(begins.timestamp())}", window_ends
 
 
-async def peek(
-    session: AsyncSession, *, limits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
-) -> list[Counted]:
-    """Where each (limit, subject) stands, without counting anything: a read, no write lock."""
-    keys = [_key(limit, subject, now, secret_key) for limit, subject in limits]
-    connection = await session.connection()
-    rows = await connection.execute(
-        select(THROTTLE_COUNTS.c.key, THROTTLE_COUNTS.c.count).where(
-            THROTTLE_COUNTS.c.key.in_([key for key, _ends in keys])
-        )
-    )
-    found: dict[str, int] = {str(row[0]): int(row[1]) for row in rows}
-    return [
-        Counted(limit, found.get(key, 0), ends)
-        for (limit, _subject), (key, ends) in zip(limits, keys, strict=True)
-    ]
-
-
-@transactional
 async def record(
     session: AsyncSession, *, hits: Sequence[tuple[Limit, str]], now: datetime, secret_key: str
 ) -> list[Counted]:

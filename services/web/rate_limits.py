@@ -1,15 +1,20 @@
 """Rate limits of what strangers can ask for many times: review links and the console's sign-in.
 
-Per client address (services.web.proxies, an IPv6 client by its /64), counted in the database
-(services.throttle) so that every web process counts alike:
-- every request to a review link (/t/...): `rate_limit_link_requests` a minute;
-- tokens that open nothing: `rate_limit_unknown_tokens` per 15 minutes; past it, every link request of
-  that client is refused until the window ends, so guessing tokens stops after a handful of guesses;
+Per client address (services.web.proxies, an IPv6 client by its /64):
+- every request to a review link (/t/...): `rate_limit_link_requests` a minute, counted in this process's
+  memory. It keeps one client from taking the server's time; each web process counts its own, and a
+  focal point's page, comment or sign-off costs no write for it;
+- tokens that open nothing: `rate_limit_unknown_tokens` per 15 minutes, counted in the database
+  (services.throttle) so that every process counts alike, and only when a token opened nothing, after its
+  answer has gone. Past the limit, every link request of that client is refused until the window ends,
+  its real links' included (else a 429 for a wrong token and a page for a right one would let the guessing
+  go on), so guessing tokens stops after a handful of guesses: a process learns that a client is over
+  the limit when it records one of the client's misses, so each process lets at most one more through;
 - sign-in attempts: `rate_limit_sign_ins` per 15 minutes, whatever the email (besides each email's
-  lockout after failures, services.users).
-A refused request gets 429 with Retry-After, before anything else is read or done. Once the database has
-said a client is over a limit, this process remembers it until the window ends and refuses that client
-without asking again: the refusal a guesser meets thousands of times costs next to nothing.
+  lockout after failures, services.users), in the database.
+A refused request gets 429 with Retry-After, before anything else is read or done. Once a client is known
+to be over a limit, this process remembers it until the window ends and refuses that client from memory:
+the refusal a guesser meets thousands of times costs next to nothing.
 """
 
 from __future__ import annotations
@@ -47,10 +52,23 @@ def sign_in_limit(settings: Settings) -> Limit:
 
 
 class Refusals:
-    """The clients this process knows to be over a limit, and until when (per app)."""
+    """The clients this process knows to be over a limit, and until when, and its own count of each
+    client's link requests this minute (per app)."""
 
     def __init__(self) -> None:
         self._until: OrderedDict[tuple[str, str], datetime] = OrderedDict()
+        self._requests: OrderedDict[str, tuple[datetime, int]] = OrderedDict()
+
+    def count_request(self, subject: str, limit: Limit, now: datetime) -> throttle.Counted:
+        """One more link request of `subject` in the current window of `limit`, in memory."""
+        ends = throttle.window_of(limit, now)[1]
+        window_ends, count = self._requests.get(subject, (ends, 0))
+        count = count + 1 if window_ends == ends else 1
+        self._requests[subject] = (ends, count)
+        self._requests.move_to_end(subject)
+        while len(self._requests) > REMEMBERED:
+            self._requests.popitem(last=False)
+        return throttle.Counted(limit=limit, count=count, window_ends=ends)
 
     def until(self, kind: str, subject: str, now: datetime) -> datetime | None:
         ends = self._until.get((kind, subject))
@@ -91,38 +109,34 @@ def _subject(request: Request) -> str:
 
 
 async def admit_link_request(request: Request) -> None:
-    """TooManyRequests if the client is over either link limit. Only reads the counters: the request is
-    counted after its answer has gone (`count_link_request`), the same way whether its token opened a
-    link or not, so that neither the answer's time nor its work tells one from the other."""
+    """TooManyRequests if the client is known to be over the unknown-token limit, or makes more link
+    requests this minute than allowed. Reads nothing: a token that opened nothing is counted after its
+    answer has gone (`count_unknown_token`), so the answer to a wrong token takes the time a right one's
+    does."""
     now = utcnow()
     subject = _subject(request)
     refusals = _refusals(request)
     ends = refusals.until("links", subject, now)
     if ends is not None:
         raise _refused(ends, now)
-    state = web_state(request)
-    limits = link_limits(state.settings)
-    async with state.db.session() as session:
-        counters = await throttle.peek(
-            session,
-            limits=[(limit, subject) for limit in limits],
-            now=now,
-            secret_key=state.settings.secret_key,
-        )
-    for counted in counters:
-        if counted.count >= counted.limit.allowed:
-            refusals.remember("links", subject, counted.window_ends)
-            raise _refused(counted.window_ends, now)
+    requests, _unknown = link_limits(web_state(request).settings)
+    counted = refusals.count_request(subject, requests, now)
+    if counted.exceeded:
+        raise _refused(counted.window_ends, now)
 
 
-async def count_link_request(request: Request, *, unknown_token: bool) -> None:
-    """One more request of the client to a link, and one more token that opened nothing if so."""
+async def count_unknown_token(request: Request) -> None:
+    """One more token of the client that opened nothing; past the limit, the client is refused here."""
     state = web_state(request)
     subject = _subject(request)
-    requests, unknown = link_limits(state.settings)
-    hits = [(requests, subject), (unknown, subject)] if unknown_token else [(requests, subject)]
+    _requests, unknown = link_limits(state.settings)
+    now = utcnow()
     async with state.db.write_session() as session:
-        await throttle.record(session, hits=hits, now=utcnow(), secret_key=state.settings.secret_key)
+        (counted,) = await throttle.record(
+            session, hits=[(unknown, subject)], now=now, secret_key=state.settings.secret_key
+        )
+    if counted.count >= unknown.allowed:
+        _refusals(request).remember("links", subject, counted.window_ends)
 
 
 async def admit_sign_in(request: Request) -> None:

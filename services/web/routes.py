@@ -272,8 +272,8 @@ class ReviewRoute(AccessRoute):
     link withdrawn meanwhile cannot slip through, which a check here, beforehand, could not promise. A
     token that opens no link, or a link past its life, gets the error page, never the form again.
 
-    A client over its link limits is refused first (rate_limits); every other request is counted once
-    its answer has gone, a token that opened nothing also against the client's limit of those."""
+    A client over its link limits is refused first (rate_limits); a token that opened nothing is counted
+    against the client's limit of those once its answer has gone."""
 
     async def admit(self, request: Request, callers: frozenset[Caller]) -> Response | None:
         await rate_limits.admit_link_request(request)
@@ -284,14 +284,14 @@ class ReviewRoute(AccessRoute):
 
         async def counted(request: Request) -> Response:
             try:
-                response = await handler(request)
-                unknown = False
+                return await handler(request)
             except TooManyRequests:
                 raise  # refused before anything was done: not counted again
             except DomainError as exc:
                 response = await domain_error_response(request, exc)
-                unknown = exc.error == INVALID_LINK
-            count = BackgroundTask(rate_limits.count_link_request, request, unknown_token=unknown)
+                if exc.error != INVALID_LINK:
+                    return response
+            count = BackgroundTask(rate_limits.count_unknown_token, request)
             if response.background is None:
                 response.background = count
             else:
