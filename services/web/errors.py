@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.errors import DomainError, ServiceUnavailable, TooManyRequests
-from services.web import csrf
+from services.web import csrf, security_headers
 from services.web.i18n import N_
 
 log = logging.getLogger(__name__)
@@ -336,8 +336,15 @@ def install(app: FastAPI) -> None:
         log.exception("unhandled error on %s %s", request.method, redact(request.url.path), exc_info=exc)
         detail = N_("something went wrong on our side; please try again in a moment.")
         if wants_html(request):
-            return _page(request, 500, N_("Internal error"), detail)
-        return JSONResponse(_body("internal_error", detail), status_code=500)
+            response = _page(request, 500, N_("Internal error"), detail)
+        else:
+            response = JSONResponse(_body("internal_error", detail), status_code=500)
+        # Starlette answers an unhandled error from outside every middleware: the browser's defences
+        # are added here, or the one page that went wrong would go without them.
+        for name, value in security_headers.headers_for(request.app.state.roundtable.settings):
+            response.headers.setdefault(name.decode(), value.decode())
+        response.headers.setdefault("content-security-policy", security_headers.CONTENT_SECURITY_POLICY)
+        return response
 
     async def out_of_range(request: Request, exc: Exception) -> Response:
         # A safety net: input the validation let through but the database cannot hold (a number beyond

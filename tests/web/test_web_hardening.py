@@ -91,6 +91,24 @@ async def test_every_page_and_answer_carries_the_security_headers(
     assert all('src="/static/' in tag for tag in page.text.split("<script")[1:])
 
 
+async def test_the_page_of_an_unexpected_error_carries_them_too(db: Database, settings: Settings) -> None:
+    app = create_app(settings, db=db, scheduler=RecordingScheduler(settings))
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)  # after the access check: a bug's stand-in, not a route of ours
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        for accept in ("text/html", "application/json"):
+            answer = await http.get("/broken", headers={"Accept": accept})
+            assert answer.status_code == 500
+            assert "a bug" not in answer.text
+            assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+            assert answer.headers["x-frame-options"] == "DENY"
+            assert answer.headers["referrer-policy"] == "no-referrer"
+
+
 async def test_the_api_viewers_keep_working_without_the_strict_policy(browser: httpx.AsyncClient) -> None:
     for path in ("/docs", "/redoc"):
         viewer = await browser.get(path)
