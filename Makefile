@@ -31,7 +31,7 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-# Two processes for most of the suite; the tests that bound time or a crash's repeats run alone after it,
+# Three processes for most of the suite (its tests wait on servers and browsers as much as they compute); the tests that bound time or a crash's repeats run alone after it,
 # so that the other processes' load cannot make them fail.
 pytest: pytest-shared pytest-alone
 

@@ -32,7 +32,7 @@ from tests.web.test_review_page import RecordingScheduler, build_round
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
-EXAMPLES = {"coordinator": 8, "admin": 3, "auditor": 3, "anonymous": 2, "revoked": 1}
+EXAMPLES = {"coordinator": 6, "admin": 2, "auditor": 2, "anonymous": 1, "revoked": 1}
 """Requests generated per operation for each caller: the coordinator's reach every use case."""
 
 
