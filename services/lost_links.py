@@ -34,7 +34,6 @@ from services import outbox, throttle
 from services.audit import trail
 from services.audit.trail import NewEvent
 from services.db import transactional
-from services.errors import TooManyRequests
 from services.formatting import when_text
 from services.hashing import sha256_hex
 from services.invitations import sender_name
@@ -116,13 +115,7 @@ async def request_links(
         secret_key=settings.secret_key,
     )
     if by_client.exceeded:
-        retry_after = by_client.retry_after(now)
-        minutes = max(1, -(-retry_after // 60))
-        raise TooManyRequests(
-            THROTTLED.format(wait="a minute" if minutes == 1 else f"{minutes} minutes"),
-            error="too_many_requests",
-            retry_after=retry_after,
-        )
+        raise throttle.refusal(THROTTLED, retry_after=by_client.retry_after(now))
     held = await _links_of(session, address)
     mail = _message(address, held, now, settings) if held else _stand_in(address, now, settings)
     events = _events(mail, held, client) if held else _events(mail, None, client)

@@ -29,7 +29,7 @@ from models.users import PasswordReset, User
 from services import accounts, outbox, throttle
 from services.audit import trail
 from services.db import transactional
-from services.errors import NotFound, TooManyRequests
+from services.errors import NotFound
 from services.formatting import when_text
 from services.hashing import sha256_hex
 from services.invitations import sender_name
@@ -97,12 +97,7 @@ async def request_reset(
         secret_key=settings.secret_key,
     )
     if by_client.exceeded:
-        retry_after = by_client.retry_after(now)
-        minutes = max(1, -(-retry_after // 60))
-        raise TooManyRequests(
-            THROTTLED.format(wait="a minute" if minutes == 1 else f"{minutes} minutes"),
-            retry_after=retry_after,
-        )
+        raise throttle.refusal(THROTTLED, retry_after=by_client.retry_after(now))
     user = (
         await session.exec(select(User).where(User.email == address, col(User.disabled_at).is_(None)))
     ).first()

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.throttle import ThrottleCount
+from services.errors import TooManyRequests
 
 THROTTLE_COUNTS: Table = ThrottleCount.__table__  # type: ignore[attr-defined]
 PRUNE_AT_ONCE = 200
@@ -53,6 +54,17 @@ class Counted:
     def retry_after(self, now: datetime) -> int:
         """Whole seconds until the window ends (at least one): the Retry-After of a refused request."""
         return max(1, math.ceil((self.window_ends - now).total_seconds()))
+
+
+def refusal(template: str, *, retry_after: int) -> TooManyRequests:
+    """The 429 of a request over a limit: `template`'s {wait} says how long in words ("a minute", "12
+    minutes"), Retry-After in seconds."""
+    minutes = max(1, -(-retry_after // 60))
+    return TooManyRequests(
+        template.format(wait="a minute" if minutes == 1 else f"{minutes} minutes"),
+        error="too_many_requests",
+        retry_after=retry_after,
+    )
 
 
 def subject_digest(secret_key: str, subject: str) -> str:

@@ -96,12 +96,7 @@ def _refusals(request: Request) -> Refusals:
 
 def _refused(ends: datetime, now: datetime) -> TooManyRequests:
     retry_after = max(1, -(-int((ends - now).total_seconds() * 1000) // 1000))
-    minutes = max(1, -(-retry_after // 60))
-    return TooManyRequests(
-        THROTTLED.format(wait="a minute" if minutes == 1 else f"{minutes} minutes"),
-        error="too_many_requests",
-        retry_after=retry_after,
-    )
+    return throttle.refusal(THROTTLED, retry_after=retry_after)
 
 
 def _subject(request: Request) -> str:
