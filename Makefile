@@ -31,8 +31,9 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-# Three processes for most of the suite (its tests wait on servers and browsers as much as they compute); the tests that bound time or a crash's repeats run alone after it,
-# so that the other processes' load cannot make them fail.
+# Four processes for most of the suite (its tests wait on servers and browsers as much as they compute:
+# three kept two cores half idle); the tests that bound time or a crash's repeats run alone after it, so
+# that the other processes' load cannot make them fail.
 pytest: pytest-shared pytest-alone
 
 pytest-shared: $(INSTALLED)
