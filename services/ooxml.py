@@ -24,6 +24,7 @@ import re
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 
@@ -170,9 +171,17 @@ def _check_part(name: str, data: bytes, rules: PackageRules, counted: re.Pattern
             f"'{name}' in the {rules.what} declares a DTD (<!DOCTYPE> or <!ENTITY>), which {rules.program} "
             "never writes and which is how entity-expansion attacks begin: the file is refused."
         )
+    # In XML '<' only opens markup, so start tags are those that do not open an end tag, a processing
+    # instruction, a comment or a DTD (comments and CDATA can only over-count). Counted first: it is the
+    # cheap check, and refuses the largest parts before they are searched.
+    if xml.count(b"<") - xml.count(b"</") - xml.count(b"<?") - xml.count(b"<!") > rules.max_xml_elements:
+        raise InvalidInput(
+            f"'{name}' in the {rules.what} has more than {rules.max_xml_elements:,} XML elements, "
+            f"{rules.too_many_hint}."
+        )
     if counted is not None:
         counts = dict.fromkeys(rules.counted, 0)
-        for tag in counted.finditer(xml):  # ends at the first limit passed: a bounded number of steps
+        for tag in _start_tags(counted, xml):  # ends at the first limit passed: a bounded number of steps
             element = tag.group(1).decode()
             counts[element] += 1
             limit, what = rules.counted[element]
@@ -180,13 +189,22 @@ def _check_part(name: str, data: bytes, rules: PackageRules, counted: re.Pattern
                 raise InvalidInput(
                     f"The {rules.what} has more than {limit:,} {what} (in '{name}'), {rules.too_many_hint}."
                 )
-    # In XML '<' only opens markup, so start tags are those that do not open an end tag, a processing
-    # instruction, a comment or a DTD (comments and CDATA can only over-count).
-    if xml.count(b"<") - xml.count(b"</") - xml.count(b"<?") - xml.count(b"<!") > rules.max_xml_elements:
-        raise InvalidInput(
-            f"'{name}' in the {rules.what} has more than {rules.max_xml_elements:,} XML elements, "
-            f"{rules.too_many_hint}."
-        )
+
+
+SEARCHED_AT_ONCE = 256 * 1024
+"""Bytes one regular-expression search covers: a search holds the interpreter for its whole length, and
+the part is checked in a thread beside the event loop, which must keep answering."""
+
+
+def _start_tags(pattern: re.Pattern[bytes], xml: bytes) -> Iterator[re.Match[bytes]]:
+    """`pattern`'s matches, each beginning at a '<' and holding no other, searched a slice at a time.
+    Each slice ends just before a '<', so no match is cut in two."""
+    start = 0
+    while start < len(xml):
+        boundary = xml.find(b"<", start + SEARCHED_AT_ONCE)
+        end = len(xml) if boundary == -1 else boundary
+        yield from pattern.finditer(xml, start, end)
+        start = end
 
 
 def _as_xml(name: str, data: bytes, rules: PackageRules) -> bytes | None:
