@@ -10,15 +10,16 @@ status; this module puts it in the document for each status a route can answer:
   with `WWW-Authenticate: Bearer`) and 403 (a role its access line does not admit);
 - a route with a path parameter: 404 (nothing with that id or key);
 - a route that changes something: 409 (the round, task or record is not in a state that allows it) and
-  413 (a body over the size limit, refused while it is read);
-- a route that `ERRORS_OF` names: what else its use case raises.
+  413 (a body over the size limit, refused while it is read).
+
+No API route answers anything else: the limits on strangers' requests (429) are on the pages' routes.
 
 The bearer scheme is declared, so a client generated from the document sends the token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -31,23 +32,17 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 DESCRIPTIONS = {
-    400: "The request cannot be acted on as sent.",
     401: "No bearer token, or one that is not valid, has expired or was revoked.",
     403: "The token's role may not do this (an auditor reads but changes nothing).",
     404: "Nothing with this id or key.",
     409: "The record's state does not allow this now (already launched, signed, closed…).",
     413: "The body or the file is larger than the limit.",
-    415: "The file is not of a kind this route takes.",
     422: "A parameter or the body is not valid; `problems` lists what is wrong.",
-    429: "Too many requests; wait the seconds that Retry-After gives.",
     503: "The database is busy or cannot be reached; nothing was changed. Retry after Retry-After.",
 }
 RETRY_AFTER = {
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
 }
-
-ERRORS_OF: Mapping[tuple[str, str], frozenset[int]] = {}
-"""Statuses a route answers beyond the ones its kind does (see the module's docstring)."""
 
 
 def statuses_of(method: str, path: str) -> set[int]:
@@ -59,7 +54,7 @@ def statuses_of(method: str, path: str) -> set[int]:
         statuses.add(404)
     if method in WRITE_METHODS:
         statuses |= {409, 413}
-    return statuses | set(ERRORS_OF.get((method, path), frozenset()))
+    return statuses
 
 
 def _error_response(status: int) -> dict[str, Any]:
@@ -67,7 +62,7 @@ def _error_response(status: int) -> dict[str, Any]:
         "description": DESCRIPTIONS[status],
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
     }
-    if status in (429, 503):
+    if status == 503:
         response["headers"] = RETRY_AFTER
     elif status == 401:
         response["headers"] = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}

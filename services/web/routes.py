@@ -160,13 +160,17 @@ class AccessRoute(APIRoute):
         return None
 
     async def refused(self, request: Request, error: DomainError | ValidationError) -> Response:
-        """The route's page again after a refused form; anything else, and the errors that the page raises
-        again, go to the app's error handlers."""
+        """The route's page again after a refused form (a throttled one says when to come back, in
+        Retry-After); anything else, and the errors that the page raises again, go to the app's error
+        handlers."""
         form: FormModel | None = getattr(request.state, "form", None)
         if form is None or self.refused_page is None:
             raise error
         async with web_state(request).db.session() as session:
-            return await self.refused_page(request, session, Refused.of(form, error))
+            response = await self.refused_page(request, session, Refused.of(form, error))
+        if isinstance(error, TooManyRequests) and error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

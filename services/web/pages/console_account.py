@@ -20,7 +20,6 @@ from models.enums import Language
 from models.types import utcnow
 from models.users import ApiTokenIssued, CredentialKind
 from services import accounts, password_resets
-from services.errors import TooManyRequests
 from services.web import csrf, i18n
 from services.web.console_page import Page
 from services.web.csrf import secure_cookies
@@ -225,14 +224,13 @@ def _forgot(
     email: str = "",
     error: str | None = None,
     answered: bool = False,
-    headers: dict[str, str] | None = None,
 ) -> Response:
     response = page.render(
         "console/password_forgot.html",
         {"email": email, "error": error, "answer": FORGOT_ANSWER if answered else None},
         status_code=status_code,
     )
-    return _with_headers(response, {**RESET_HEADERS, **(headers or {})})
+    return _with_headers(response, RESET_HEADERS)
 
 
 @router.get("/password/forgot")
@@ -245,13 +243,8 @@ async def _forgot_refused(request: Request, _session: AsyncSession, refused: Ref
     if isinstance(refused.error, csrf.CsrfFailed):
         # What was typed is not put back: another site must not prepare a filled-in form for one click.
         return _forgot(page, status_code=403, error=CSRF_REFUSED)
-    headers = None
-    if isinstance(refused.error, TooManyRequests) and refused.error.retry_after is not None:
-        headers = {"Retry-After": str(refused.error.retry_after)}
     typed = refused.form.typed(request.path_params)
-    return _forgot(
-        page, status_code=refused.status_code, email=typed["email"], error=refused.message, headers=headers
-    )
+    return _forgot(page, status_code=refused.status_code, email=typed["email"], error=refused.message)
 
 
 @router.post("/password/forgot")

@@ -16,7 +16,6 @@ from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services import lost_links
-from services.errors import TooManyRequests
 from services.web import csrf
 from services.web.deps import Client, SchedulerDep, SettingsDep, Submitted, WriteSession, web_state
 from services.web.forms import LostLinkForm
@@ -49,7 +48,6 @@ def _render(
     email: str = "",
     error: str | None = None,
     answered: bool = False,
-    headers: dict[str, str] | None = None,
 ) -> Response:
     state = web_state(request)
     context: dict[str, Any] = {
@@ -65,7 +63,7 @@ def _render(
         "lost_link.html",
         context,
         status_code=status_code,
-        headers={**PAGE_HEADERS, **(headers or {})},
+        headers=PAGE_HEADERS,
     )
 
 
@@ -73,13 +71,8 @@ async def _show_refused(request: Request, _session: AsyncSession, refused: Refus
     if isinstance(refused.error, csrf.CsrfFailed):
         # What was typed is not put back: another site must not prepare a filled-in form for one click.
         return _render(request, status_code=403, error=CSRF_REFUSED)
-    headers = None
-    if isinstance(refused.error, TooManyRequests) and refused.error.retry_after is not None:
-        headers = {"Retry-After": str(refused.error.retry_after)}
     typed = refused.form.typed(request.path_params)
-    return _render(
-        request, status_code=refused.status_code, email=typed["email"], error=refused.message, headers=headers
-    )
+    return _render(request, status_code=refused.status_code, email=typed["email"], error=refused.message)
 
 
 @router.get("/lost")

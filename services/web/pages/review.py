@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.enums import CommentStatus, Decision
 from services import comments, extension_requests, handovers, links, review_page, reviews
-from services.errors import NotFound, TooManyRequests
+from services.errors import NotFound
 from services.sign_off_codes import CodeSent
 from services.web import csrf, i18n, review_view
 from services.web.deps import (
@@ -230,12 +230,9 @@ async def _show_refused(request: Request, session: AsyncSession, refused: Refuse
     what was typed is shown to copy, not put back into a form that the fresh token would let through:
     another site must not be able to prepare a filled-in form for one click."""
     status_code = 403 if isinstance(refused.error, csrf.CsrfFailed) else refused.status_code
-    response = await _render(
+    return await _render(
         request, session, request.path_params["token"], status_code=status_code, refused=refused
     )
-    if isinstance(refused.error, TooManyRequests) and refused.error.retry_after is not None:
-        response.headers["Retry-After"] = str(refused.error.retry_after)
-    return response
 
 
 def _done(token: str, target: str) -> Response:
